@@ -23,13 +23,13 @@ class UserParams:
 
     Utility of item i at slot k (logit scale):
         beta_aff: weight of interest affinity ``theta . e_i`` (3.0).
-        beta_q: weight of item quality (1.5).
+        beta_q: weight of item quality (3.0).
         beta_nov: weight of perceived novelty, signed by ``2 p_us - 1`` (1.0).
         beta_bore: penalty per unit of exposure to the item's topic (2.0).
         beta_rep: penalty for an item already in the recent history (2.0).
         beta_sim: penalty per unit of mean similarity to the rest of the slate (1.0).
         beta_pos: position bias, ``- beta_pos * log(1 + k)`` (0.3).
-        u0: utility of not clicking (3.6); sets the click rate.
+        u0: utility of not clicking (4.8); sets the click rate.
         tau: choice temperature (1.0).
     Engagement after a click:
         alpha0, alpha1, watch_noise: watch fraction ``sigmoid(alpha0 + alpha1 (U - u0) + noise)``.
@@ -61,13 +61,13 @@ class UserParams:
     """
 
     beta_aff: Any = 3.0
-    beta_q: Any = 1.5
+    beta_q: Any = 3.0
     beta_nov: Any = 1.0
     beta_bore: Any = 2.0
     beta_rep: Any = 2.0
     beta_sim: Any = 1.0
     beta_pos: Any = 0.3
-    u0: Any = 3.6
+    u0: Any = 4.8
     tau: Any = 1.0
     alpha0: Any = 0.0
     alpha1: Any = 0.8
@@ -99,7 +99,7 @@ class UserParams:
     kappa_sat: Any = 3.0
     kappa_stale: Any = 0.5
     max_gap: Any = 7.0
-    churn0: Any = -3.5
+    churn0: Any = -4.5
     churn_sat: Any = 6.0
     novelty_a: Any = 2.0
     novelty_b: Any = 5.0

@@ -1,0 +1,152 @@
+"""The `Recommender` protocol and the two recommenders that ship with the core.
+
+Recommenders are always batched: ``obs`` is a dict of arrays with a leading user axis and
+``info`` the matching dict of arrays (a vector env's, or a single env's wrapped by
+`recoworld.agents.base.batch_single`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from gymnasium import spaces
+
+from recoworld.catalog import Catalog
+from recoworld.errors import ConfigError
+from recoworld.types import Recommendation
+
+
+@runtime_checkable
+class Recommender(Protocol):
+    """Picks slates for a batch of users.
+
+    ``recommend(obs, info)`` returns a `Recommendation` whose ``action`` lies in the env's
+    (batched) action space and whose ``propensity`` ``(n, slate_size)`` is the probability of
+    each shown item at its slot. Optional: ``score(obs, info) -> (n, K)``,
+    ``update(obs, info, action, feedback)`` for learners, ``reset(mask)`` to forget users
+    ``mask`` (bool ``(n,)``; all when None), and ``select(keep)`` to keep only rows ``keep`` of
+    per-user state when a runner drops finished users from its batch.
+    """
+
+    def recommend(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Recommendation:
+        ...
+
+
+def _slate_size(action_space: spaces.Space[Any]) -> int:
+    if isinstance(action_space, spaces.Discrete):
+        return 1
+    if isinstance(action_space, spaces.MultiDiscrete):
+        return int(action_space.nvec.shape[0])
+    raise ConfigError(f"action space {action_space} is not Discrete/MultiDiscrete; use "
+                      "action_type='indices' for this recommender")
+
+
+def _format(idx: np.ndarray, slate_size: int) -> np.ndarray:
+    return idx[:, 0] if slate_size == 1 else idx
+
+
+class RandomRecommender:
+    """Uniformly random slates without repeats; propensity of the item at slot j is
+    ``1 / (K - j)`` (sampling without replacement).
+
+    Args:
+        action_space: the single env's action space (``Discrete`` / ``MultiDiscrete``).
+        seed: seed of its `numpy.random.Generator`.
+    """
+
+    def __init__(self, action_space: spaces.Space[Any], seed: int | None = None) -> None:
+        self.slate_size = _slate_size(action_space)
+        self.k = int(action_space.n if isinstance(action_space, spaces.Discrete)
+                     else action_space.nvec[0])
+        self.rng = np.random.default_rng(seed)
+
+    def score(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        return self.rng.random((obs["candidates"].shape[0], self.k))
+
+    def recommend(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Recommendation:
+        n = obs["candidates"].shape[0]
+        idx = np.argsort(self.score(obs, info), axis=1)[:, : self.slate_size]
+        prop = np.broadcast_to(1.0 / (self.k - np.arange(self.slate_size)), (n, self.slate_size))
+        return Recommendation(_format(idx, self.slate_size), prop.copy())
+
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """Stateless."""
+
+
+class PopularityRecommender:
+    """Shows the most popular candidates the user has not been shown recently.
+
+    Remembers, per user, the last ``memory`` items shown (from ``info["slate_ids"]``) and skips
+    them, as a production "most popular, unseen" list does; ``memory=0`` re-shows the same top
+    items every step. Deterministic (propensity 1).
+
+    Args:
+        action_space: the single env's action space.
+        catalog: the env's catalog (``env.unwrapped.catalog``).
+        memory: shown items remembered per user.
+    """
+
+    def __init__(self, action_space: spaces.Space[Any], catalog: Catalog,
+                 memory: int = 30) -> None:
+        if memory < 0:
+            raise ConfigError(f"memory={memory} must be >= 0")
+        self.slate_size = _slate_size(action_space)
+        self.log_pop = np.log(catalog.popularity)
+        self.memory = memory
+        self._shown: np.ndarray | None = None
+
+    def score(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
+        cand = np.asarray(info["candidate_ids"])
+        n = cand.shape[0]
+        score = self.log_pop[cand]
+        if self.memory:
+            if self._shown is None or self._shown.shape[0] != n:
+                self._shown = np.full((n, self.memory), -1, np.int64)
+            last = np.asarray(info["slate_ids"]).reshape(n, -1)
+            keep = self.memory - last.shape[1]
+            self._shown = np.concatenate([last, self._shown[:, :max(keep, 0)]], 1)[
+                :, : self.memory]
+            seen = (cand[:, :, None] == self._shown[:, None, :]).any(2)
+            score = score - 1e3 * seen
+        return score
+
+    def recommend(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Recommendation:
+        score = self.score(obs, info)
+        idx = np.argsort(-score, axis=1, kind="stable")[:, : self.slate_size]
+        return Recommendation(_format(idx, self.slate_size), np.ones(idx.shape), True)
+
+    def select(self, keep: np.ndarray) -> None:
+        """Keep only rows ``keep`` of the per-user memory (a runner compacted its batch)."""
+        if self._shown is not None:
+            self._shown = self._shown[keep]
+
+    def reset(self, mask: np.ndarray | None = None) -> None:
+        """Forget what users ``mask`` (all when None) were shown."""
+        if self._shown is None:
+            return
+        if mask is None:
+            self._shown = None
+        else:
+            self._shown[np.asarray(mask)] = -1
+
+
+def batch_single(obs: dict[str, Any], info: dict[str, Any]) -> tuple[dict[str, np.ndarray],
+                                                                   dict[str, Any]]:
+    """Add a leading user axis to a single env's ``obs`` and ``info``."""
+    return ({k: np.asarray(v)[None] for k, v in obs.items()},
+            {k: np.asarray(v)[None] for k, v in info.items()})
+
+
+RECOMMENDERS = {"random": RandomRecommender, "popularity": PopularityRecommender}
+
+
+def make_recommender(name: str, env: Any, seed: int | None = None) -> Recommender:
+    """A core recommender by name for ``env`` (single or vector); unknown names list the valid
+    ones."""
+    space = getattr(env, "single_action_space", None) or env.action_space
+    if name == "random":
+        return RandomRecommender(space, seed)
+    if name == "popularity":
+        return PopularityRecommender(space, env.unwrapped.catalog)
+    raise ConfigError(f"unknown recommender {name!r}; choose one of {sorted(RECOMMENDERS)}")
