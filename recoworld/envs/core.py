@@ -191,7 +191,7 @@ class EnvCore:
             "clicks": np.zeros((n, s), bool), "clicked": np.full(n, -1, np.int64),
             "watch_time": np.zeros(n, np.float32), "left": np.zeros(n, bool),
             "return_days": np.full(n, -1, np.int64), "instruction": np.full(n, "", object),
-            "repeats": np.zeros(n, np.int64),
+            "instruction_kind": np.zeros(n, np.int8), "repeats": np.zeros(n, np.int64),
         }
 
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray,
@@ -229,6 +229,7 @@ class EnvCore:
                                                       -1),
             "watch_time": fb.watch_time.sum(1), "left": fb.leave,
             "return_days": np.where(fb.leave & ~res.churned, res.gap, -1),
-            "instruction": world.instruction_texts(state.key, fb), "repeats": repeats,
+            "instruction": world.instruction_texts(state.key, fb),
+            "instruction_kind": fb.instruction_kind, "repeats": repeats,
         }
         return self.observe(), reward, terminated, truncated, info
