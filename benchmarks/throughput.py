@@ -14,9 +14,11 @@ Measures, on this machine:
 
 Random actions are drawn before timing (a pool of valid MultiDiscrete actions per batch size,
 distinct indices within a slate), so action generation is not timed. Each measurement warms up,
-then runs whole steps until at least ``--seconds`` have passed.
+then runs whole steps for at least ``--seconds`` in all, split into rounds that alternate between
+the env and the reference; the best round's rate counts, so a burst of other load on the machine
+does not skew the ratio.
 
-    python benchmarks/throughput.py            # full benchmark (a few minutes on 2 cores)
+    python benchmarks/throughput.py            # full benchmark (about a minute on 2 cores)
     python benchmarks/throughput.py --quick    # smoke run: 1 and 64 users, 1 s each, 10,000 users
 """
 
@@ -45,25 +47,52 @@ MEMORY_USERS = 1_000_000
 MEMORY_LIMIT = 1 << 30  # bytes
 MEMORY_CHUNK = 100_000
 WARMUP_STEPS = 2
+ROUNDS = 4  # interleaved timing rounds per measurement (best counts)
 
 # parameters of the reference step (magnitudes like the parametric user's; values do not
 # change its cost)
 TAU, U0, ETA, H0, H_SAT = 0.5, 0.0, 0.05, -2.5, 1.0
 
 
-def timed(step: Callable[[int], object], seconds: float, warmup: int = WARMUP_STEPS,
-          min_steps: int = 3) -> tuple[int, float]:
-    """Run ``step(i)`` ``warmup`` times untimed, then until ``seconds`` have passed (and at
-    least ``min_steps`` times). Returns ``(steps, elapsed seconds)``."""
-    for i in range(warmup):
-        step(i)
+def timed(step: Callable[[int], object], seconds: float, start: int = 0,
+          min_steps: int = 2) -> tuple[int, float]:
+    """Run ``step(start), step(start + 1), ...`` until ``seconds`` have passed (and at least
+    ``min_steps`` times). Returns ``(steps, elapsed seconds)``."""
     steps, t0 = 0, time.perf_counter()
     while True:
-        step(warmup + steps)
+        step(start + steps)
         steps += 1
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds and steps >= min_steps:
             return steps, elapsed
+
+
+class Bench:
+    """A warmed-up step function timed in rounds; `rate` is the best round's steps/s, so a
+    round slowed by other load on the machine does not count against it."""
+
+    def __init__(self, step: Callable[[int], object], warmup: int = WARMUP_STEPS) -> None:
+        self.step = step
+        for i in range(warmup):
+            step(i)
+        self.done = warmup
+        self.steps = 0
+        self.seconds = 0.0
+        self.rate = 0.0
+
+    def round(self, seconds: float) -> None:
+        steps, elapsed = timed(self.step, seconds, self.done)
+        self.done += steps
+        self.steps += steps
+        self.seconds += elapsed
+        self.rate = max(self.rate, steps / elapsed)
+
+
+def interleaved(benches: list[Bench], seconds: float, rounds: int) -> None:
+    """Time ``benches`` alternately, ``rounds`` rounds of ``seconds / rounds`` each."""
+    for _ in range(rounds):
+        for b in benches:
+            b.round(seconds / rounds)
 
 
 def action_pool(n: int, k: int, s: int, seed: int, size: int) -> np.ndarray:
@@ -77,21 +106,21 @@ def pool_size(n: int) -> int:
 
 
 # ----------------------------------------------------------------------------- the env
-def bench_vector(n: int, seconds: float, seed: int = 0) -> dict[str, float]:
-    env = RecoVectorEnv(num_envs=n, users="retention", multi_session=True, horizon_days=HORIZON,
-                        n_items=N_ITEMS, num_candidates=K, slate_size=SLATE, dim=DIM)
-    env.reset(seed=seed)
-    pool = action_pool(n, K, SLATE, seed + 1, pool_size(n))
-    resets = np.zeros(1, np.int64)
+class VectorBench(Bench):
+    """`RecoVectorEnv` with n Retention users under pre-drawn random actions."""
 
-    def step(i: int) -> None:
-        _, _, term, trunc, _ = env.step(pool[i % len(pool)])
-        resets[0] += np.count_nonzero(term | trunc)
+    def __init__(self, n: int, seed: int = 0) -> None:
+        self.env = RecoVectorEnv(num_envs=n, users="retention", multi_session=True,
+                                 horizon_days=HORIZON, n_items=N_ITEMS, num_candidates=K,
+                                 slate_size=SLATE, dim=DIM)
+        self.env.reset(seed=seed)
+        self.pool = action_pool(n, K, SLATE, seed + 1, pool_size(n))
+        self.ended = 0  # user-steps that ended an episode (warm-up included)
+        super().__init__(self._step)
 
-    steps, elapsed = timed(step, seconds)
-    env.close()
-    return {"rate": n * steps / elapsed, "steps": steps, "ms": 1e3 * elapsed / steps,
-            "done_share": float(resets[0]) / (n * (steps + WARMUP_STEPS))}
+    def _step(self, i: int) -> None:
+        _, _, term, trunc, _ = self.env.step(self.pool[i % len(self.pool)])
+        self.ended += int(np.count_nonzero(term | trunc))
 
 
 # ----------------------------------------------------------------------- the reference
@@ -137,29 +166,30 @@ class BareStep:
         self.leave = u[:, 1] < hazard
 
 
-def bench_reference(n: int, seconds: float, seed: int = 0) -> dict[str, float]:
+def reference_bench(n: int, seed: int = 0) -> Bench:
     ref = BareStep(n, seed)
     pool = action_pool(n, K, SLATE, seed + 1, pool_size(n))
-    steps, elapsed = timed(lambda i: ref.step(pool[i % len(pool)]), seconds)
-    return {"rate": n * steps / elapsed, "steps": steps, "ms": 1e3 * elapsed / steps}
+    return Bench(lambda i: ref.step(pool[i % len(pool)]))
 
 
 # -------------------------------------------------------------------------- single env
-def bench_single(seconds: float, seed: int = 0) -> dict[str, float]:
-    env = RecoEnv(users="retention", multi_session=True, num_candidates=10, slate_size=2)
-    env.reset(seed=seed)
-    pool = list(action_pool(4096, 10, 2, seed + 1, 1)[0])
-    resets = np.zeros(1, np.int64)
+class SingleBench(Bench):
+    """`RecoEnv` (Retention, K = 10, slates of 2) under random actions; a finished episode is
+    reset inside the timed step, so resets count against the rate."""
 
-    def step(i: int) -> None:
-        _, _, term, trunc, _ = env.step(pool[i % len(pool)])
+    def __init__(self, seed: int = 0) -> None:
+        self.env = RecoEnv(users="retention", multi_session=True, num_candidates=10,
+                           slate_size=2)
+        self.env.reset(seed=seed)
+        self.pool = list(action_pool(4096, 10, 2, seed + 1, 1)[0])
+        self.resets = 0
+        super().__init__(self._step, warmup=20)
+
+    def _step(self, i: int) -> None:
+        _, _, term, trunc, _ = self.env.step(self.pool[i % len(self.pool)])
         if term or trunc:
-            env.reset()
-            resets[0] += 1
-
-    steps, elapsed = timed(step, seconds, warmup=20)
-    env.close()
-    return {"rate": steps / elapsed, "steps": steps, "resets": int(resets[0])}
+            self.env.reset()
+            self.resets += 1
 
 
 # ------------------------------------------------------------------------------ memory
@@ -184,7 +214,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: sizes 1 and 64, 1 s each, memory of 10,000 users scaled")
     ap.add_argument("--seconds", type=float, default=None,
-                    help="timed seconds per measurement (default 2, or 1 with --quick)")
+                    help="timed seconds per measurement, split over rounds (default 2, or 1 "
+                         "with --quick)")
     args = ap.parse_args()
     seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 2.0)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
@@ -198,32 +229,38 @@ def main() -> None:
     print("reference: bare numpy step (gather K embeddings, score, MNL over slate + no-click, "
           "drift, leave)")
     print()
-    head = (f"{'users':>7} | {'env user-steps/s':>16} {'ms/step':>9} {'steps':>6} "
-            f"{'done%':>6} | {'ref user-steps/s':>16} {'ms/step':>9} {'steps':>6} | "
+    head = (f"{'users':>7} | {'env user-steps/s':>16} {'ms/step':>8} {'steps':>6} "
+            f"{'done%':>6} | {'ref user-steps/s':>16} {'ms/step':>8} {'steps':>6} | "
             f"{'env/ref':>7}")
     print(head)
     print("-" * len(head))
     ratios: dict[int, float] = {}
     for n in sizes:
-        ref = bench_reference(n, seconds)
-        env = bench_vector(n, seconds)
-        ratios[n] = env["rate"] / ref["rate"]
-        print(f"{n:>7,} | {fmt_rate(env['rate']):>16} {env['ms']:>9.2f} {env['steps']:>6} "
-              f"{100 * env['done_share']:>5.1f}% | {fmt_rate(ref['rate']):>16} "
-              f"{ref['ms']:>9.2f} {ref['steps']:>6} | {ratios[n]:>7.3f}", flush=True)
-    print("(done%: share of user-steps that ended an episode; the next step of that slot is "
-          "its autoreset)")
+        env, ref = VectorBench(n), reference_bench(n)
+        interleaved([ref, env], seconds, ROUNDS)
+        ratios[n] = env.rate / ref.rate
+        done = env.ended / (n * env.done)
+        print(f"{n:>7,} | {fmt_rate(n * env.rate):>16} {1e3 / env.rate:>8.2f} {env.steps:>6} "
+              f"{100 * done:>5.1f}% | {fmt_rate(n * ref.rate):>16} {1e3 / ref.rate:>8.2f} "
+              f"{ref.steps:>6} | {ratios[n]:>7.3f}", flush=True)
+        env.env.close()
+        del env, ref
+    print(f"(rates: best of {ROUNDS} interleaved rounds; steps: batched steps timed in all; "
+          "done%: share of user-steps that ended an episode, each slot's next step being its "
+          "autoreset)")
     print()
 
-    single = bench_single(seconds)
-    print(f"{'RecoEnv (retention, K=10, slate 2)':<40} {fmt_rate(single['rate']):>10} steps/s "
-          f"({single['steps']:,} steps, {single['resets']} resets timed)")
+    single = SingleBench()
+    interleaved([single], seconds, ROUNDS)
+    print(f"{'RecoEnv (retention, K=10, slate 2)':<36} {fmt_rate(single.rate):>10} steps/s "
+          f"({single.steps:,} steps timed, {single.resets} resets among them)")
+    single.env.close()
 
     nbytes, mem_s = state_bytes(mem_users)
     scaled = nbytes * MEMORY_USERS / mem_users
     gib = scaled / (1 << 30)
     how = "measured" if mem_users == MEMORY_USERS else f"scaled from {mem_users:,}"
-    print(f"{'user state, 1,000,000 users':<40} {gib:>10.3f} GiB "
+    print(f"{'user state, 1,000,000 users':<36} {gib:>10.3f} GiB "
           f"({scaled / MEMORY_USERS:,.0f} B/user, {how}; sampled in {mem_s:.1f} s)")
     print()
 
@@ -236,9 +273,9 @@ def main() -> None:
         else:
             print(f"  SKIP  env >= {TARGET_RATIO} x reference at {n:,} users (not run; "
                   "drop --quick)")
-    ok = single["rate"] >= TARGET_SINGLE
+    ok = single.rate >= TARGET_SINGLE
     print(f"  {'PASS' if ok else 'MISS'}  single env >= {TARGET_SINGLE:,.0f} steps/s: "
-          f"{fmt_rate(single['rate'])}")
+          f"{fmt_rate(single.rate)}")
     ok = scaled <= MEMORY_LIMIT
     print(f"  {'PASS' if ok else 'MISS'}  user state of 1M users <= 1 GiB: {gib:.3f} GiB")
 

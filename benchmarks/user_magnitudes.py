@@ -13,6 +13,7 @@ import argparse
 
 import numpy as np
 
+from recoworld.agents import PopularityRecommender
 from recoworld.envs import RecoVectorEnv
 
 
@@ -22,7 +23,7 @@ def measure(preset: str, policy: str, users: int, seed: int = 0, **kwargs: objec
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     k, s = env.config.num_candidates, env.config.slate_size
-    pop_score = np.log(env.catalog.popularity)
+    popular = PopularityRecommender(env.single_action_space, env.catalog)
     steps = clicks = instr = 0
     session_len = np.zeros(users, np.int64)
     lengths, gaps = [], []
@@ -32,7 +33,7 @@ def measure(preset: str, policy: str, users: int, seed: int = 0, **kwargs: objec
         if policy == "random":
             a = np.argsort(rng.random((users, k)), 1)[:, :s]
         elif policy == "popular":
-            a = np.argsort(-pop_score[info["candidate_ids"]], 1)[:, :s]
+            a = popular.recommend(obs, info).action
         else:  # one topic: the candidates of the most common topic among them
             topic = env.catalog.topic[info["candidate_ids"]]
             a = np.argsort(topic != topic[:, :1], 1, kind="stable")[:, :s]
@@ -47,6 +48,7 @@ def measure(preset: str, policy: str, users: int, seed: int = 0, **kwargs: objec
         session_len[ended] = 0
         gaps.extend(info["return_days"][ended & (info["return_days"] > 0)])
         churned |= term & live
+        popular.reset(term | trunc)
         finished |= term | trunc
     gaps = np.asarray(gaps)
     return {"ctr": clicks / steps, "median_session": float(np.median(lengths)),

@@ -11,5 +11,13 @@ from recoworld.replay.schema import (
     trajectory_files,
 )
 
-__all__ = ["COLUMNS", "COLUMN_NAMES", "Column", "TrajectoryWriter", "pyarrow_schema",
-           "read_trajectories", "schema_table", "trajectory_files"]
+__all__ = [
+    "COLUMNS",
+    "COLUMN_NAMES",
+    "Column",
+    "TrajectoryWriter",
+    "pyarrow_schema",
+    "read_trajectories",
+    "schema_table",
+    "trajectory_files",
+]

@@ -51,18 +51,23 @@ COLUMNS: tuple[Column, ...] = (
     Column("step", "int32", "step within the session, from 0"),
     Column("candidate_ids", "list<int32>", "(K,) item ids the recommender chose from"),
     Column("slate_ids", "list<int32>", "(L,) item ids shown, -1 for a repeat shown once"),
-    Column("propensity", "list<float32>",
-           "(L,) probability of each shown item at its slot under the logging recommender "
-           "(1.0 for deterministic recommenders)"),
+    Column(
+        "propensity",
+        "list<float32>",
+        "(L,) probability of each shown item at its slot under the logging recommender "
+        "(1.0 for deterministic recommenders)",
+    ),
     Column("clicks", "list<bool>", "(L,) True where the user clicked the slot (at most one)"),
     Column("clicked", "int32", "item id of the first clicked slot, -1 if none"),
     Column("watch_time", "float32", "seconds watched over the slate"),
     Column("watch_fraction", "float32", "share of the clicked item watched, 0 if no click"),
     Column("liked", "bool", "the user liked a shown item"),
     Column("left", "bool", "the user ended the session after this step"),
-    Column("return_days", "int32",
-           "days until the user's next session; -1 unless the session ended and the user "
-           "returns"),
+    Column(
+        "return_days",
+        "int32",
+        "days until the user's next session; -1 unless the session ended and the user returns",
+    ),
     Column("churned", "bool", "the user churned at this step (never returns)"),
     Column("reward", "float32", "the environment's reward for the step"),
     Column("instruction", "string", "the instruction the user said at this step, '' if none"),
@@ -71,8 +76,13 @@ COLUMNS: tuple[Column, ...] = (
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
 _LIST = re.compile(r"list<(\w+)>")
-_NUMPY = {"bool": np.bool_, "int8": np.int8, "int32": np.int32, "int64": np.int64,
-          "float32": np.float32}
+_NUMPY = {
+    "bool": np.bool_,
+    "int8": np.int8,
+    "int32": np.int32,
+    "int64": np.int64,
+    "float32": np.float32,
+}
 PART_GLOB = "part-*.parquet"
 
 
@@ -90,8 +100,14 @@ def _element(type_name: str) -> str:
 
 def _arrow_type(type_name: str) -> Any:
     pa: Any = require("pyarrow", "data")
-    base = {"string": pa.string(), "bool": pa.bool_(), "int8": pa.int8(),
-            "int32": pa.int32(), "int64": pa.int64(), "float32": pa.float32()}
+    base = {
+        "string": pa.string(),
+        "bool": pa.bool_(),
+        "int8": pa.int8(),
+        "int32": pa.int32(),
+        "int64": pa.int64(),
+        "float32": pa.float32(),
+    }
     element = base[_element(type_name)]
     return pa.list_(element) if _LIST.fullmatch(type_name) else element
 
@@ -112,8 +128,10 @@ def _as_numpy(values: Any, column: Column, n: int) -> np.ndarray | str:
     arr = np.array(values, dtype=dtype)
     if arr.ndim != (2 if is_list else 1) or arr.shape[0] != n:
         want = "(n, width)" if is_list else "(n,)"
-        raise ValueError(f"log column {column.name!r} ({column.type}) needs shape {want} with "
-                         f"n={n}, got {arr.shape}")
+        raise ValueError(
+            f"log column {column.name!r} ({column.type}) needs shape {want} with "
+            f"n={n}, got {arr.shape}"
+        )
     return arr
 
 
@@ -154,8 +172,10 @@ class TrajectoryWriter:
     def __init__(self, path_dir: str | os.PathLike[str]) -> None:
         self.path = Path(path_dir)
         if self.path.is_dir() and any(self.path.glob(PART_GLOB)):
-            raise ReplayDataError(f"{self.path} already holds {PART_GLOB} files from another "
-                                  "run; write to a new folder")
+            raise ReplayDataError(
+                f"{self.path} already holds {PART_GLOB} files from another "
+                "run; write to a new folder"
+            )
         self.path.mkdir(parents=True, exist_ok=True)
         self.parts = 0
         self.rows_written = 0
@@ -176,8 +196,10 @@ class TrajectoryWriter:
         missing = [c for c in COLUMN_NAMES if c not in batch]
         extra = [c for c in batch if c not in COLUMN_NAMES]
         if missing or extra:
-            raise ValueError(f"a log batch needs exactly the schema's columns; missing "
-                             f"{missing}, unknown {extra}")
+            raise ValueError(
+                f"a log batch needs exactly the schema's columns; missing "
+                f"{missing}, unknown {extra}"
+            )
         n = int(np.shape(batch["user_id"])[0])
         if n:
             self._batches.append((n, {c.name: _as_numpy(batch[c.name], c, n) for c in COLUMNS}))
@@ -188,11 +210,11 @@ class TrajectoryWriter:
             return None
         pa: Any = require("pyarrow", "data")
         pq: Any = require("pyarrow.parquet", "data")
-        chunks = {c.name: [_to_arrow(b[c.name], c, n) for n, b in self._batches]
-                  for c in COLUMNS}
+        chunks = {c.name: [_to_arrow(b[c.name], c, n) for n, b in self._batches] for c in COLUMNS}
         schema = pyarrow_schema()
         table = pa.Table.from_arrays(
-            [pa.chunked_array(chunks[f.name], f.type) for f in schema], schema=schema)
+            [pa.chunked_array(chunks[f.name], f.type) for f in schema], schema=schema
+        )
         final = self.path / f"part-{self.parts:04d}.parquet"
         tmp = self.path / f".{final.name}.tmp"
         try:
@@ -216,8 +238,12 @@ class TrajectoryWriter:
     def __enter__(self) -> TrajectoryWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         if exc_type is None:
             self.close()
         else:
@@ -243,16 +269,19 @@ def read_trajectories(path_dir: str | os.PathLike[str]) -> Any:
     require("pandas", "data")
     files = trajectory_files(path_dir)
     if not files:
-        raise ReplayDataError(f"no {PART_GLOB} files under {path_dir}; write a log with "
-                              "simulate(out_dir=...) or TrajectoryWriter")
+        raise ReplayDataError(
+            f"no {PART_GLOB} files under {path_dir}; write a log with "
+            "simulate(out_dir=...) or TrajectoryWriter"
+        )
     schema = pyarrow_schema()
     tables = []
     for f in files:
         table = pq.read_table(f)
         missing = [c for c in COLUMN_NAMES if c not in table.column_names]
         if missing:
-            raise ReplayDataError(f"{f} lacks the log columns {missing}; see "
-                                  "recoworld.replay.schema.COLUMNS")
+            raise ReplayDataError(
+                f"{f} lacks the log columns {missing}; see recoworld.replay.schema.COLUMNS"
+            )
         try:
             tables.append(table.select(list(COLUMN_NAMES)).cast(schema))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

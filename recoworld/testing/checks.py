@@ -28,6 +28,12 @@ _INT_KEYS = ("user_id", "session", "day", "dt_days", "clicked", "return_days", "
 MAX_EPISODE_STEPS = 100_000  # bound on the search for an episode's end (ResetNeeded check)
 
 
+def _require_asserts() -> None:
+    # The checks are `assert` statements, as in Gymnasium's checker; `python -O` strips them.
+    if not __debug__:
+        raise RuntimeError("recoworld.testing checks need assertions; run Python without -O")
+
+
 def random_action(space: spaces.Space[Any], rng: np.random.Generator) -> Any:
     """One uniformly random action of a recoworld action space, drawn from ``rng``.
 
@@ -70,6 +76,7 @@ def check_env(env_or_id: gym.Env[Any, Any] | str, seed: int = 0, n_steps: int = 
     Raises:
         AssertionError: naming the first violation found.
     """
+    _require_asserts()
     if isinstance(env_or_id, str):
         env: gym.Env[Any, Any] = gym.make(env_or_id, **kwargs)
     elif kwargs:
@@ -155,7 +162,7 @@ def _check_rollout(raw: gym.Env[Any, Any], seed: int, n_steps: int, k: int,
         cand = np.array(info["candidate_ids"], copy=True)
         action = random_action(raw.action_space, rng)
         obs, reward, terminated, truncated, info = raw.step(action)
-        where = f"step {t} (action {_short(action)}, after reset(seed={seed}))"
+        where = f"step {t} (action {np.asarray(action).tolist()}, after reset(seed={seed}))"
         assert isinstance(terminated, bool) and isinstance(truncated, bool), (
             f"{where}: terminated={terminated!r}, truncated={truncated!r} are not bools")
         assert isinstance(reward, (float, int, np.floating, np.integer)) and np.isfinite(
@@ -319,6 +326,7 @@ def check_vector_matches_single(env_id: str, num_envs: int = 4, n_steps: int = 3
     Raises:
         AssertionError: naming the first step, slot and field that differ.
     """
+    _require_asserts()
     venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
                         autoreset_mode=autoreset_mode, **kwargs)
     singles = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
@@ -353,7 +361,7 @@ def _compare_vector(venv: gym.vector.VectorEnv[Any, Any, Any], singles: list[gym
         actions = [random_action(space, rng) for _ in range(n)]
         vobs, vrew, vterm, vtrunc, vinfo = venv.step(np.stack(actions))
         for i, env in enumerate(singles):
-            where = f"step {t}, env {i} (action {_short(actions[i])})"
+            where = f"step {t}, env {i} (action {actions[i].tolist()})"
             if mode == AutoresetMode.NEXT_STEP and pending[i]:
                 obs, info = env.reset()
                 reward, terminated, truncated = 0.0, False, False
@@ -413,6 +421,7 @@ def check_determinism(env_id: str, seed: int = 0, n_steps: int = 200, **kwargs: 
         AssertionError: naming the first step and field that differ (or that the different
             seed changed nothing).
     """
+    _require_asserts()
     env_a, env_b = gym.make(env_id, **kwargs), gym.make(env_id, **kwargs)
     try:
         rng = np.random.default_rng(seed)
