@@ -29,7 +29,7 @@ import numpy as np
 
 from recoworld import metrics, rng
 from recoworld.agents.base import Recommender, make_recommender
-from recoworld.envs.core import World
+from recoworld.envs.core import StepResult, World
 from recoworld.envs.observation import ObservationBuilder
 from recoworld.envs.registry import ENV_KWARGS
 from recoworld.envs.single import make_config
@@ -76,6 +76,20 @@ SUMMARY_METRICS: dict[str, tuple[str, str]] = {
 }
 
 _LABEL = re.compile(r"[A-Za-z0-9_.-]+")
+# info keys a recommender sees that are the previous step's log columns (see EnvCore.step)
+_INFO_FROM_LOG = (
+    "user_id",
+    "session",
+    "day",
+    "slate_ids",
+    "clicks",
+    "clicked",
+    "watch_time",
+    "left",
+    "return_days",
+    "instruction",
+    "instruction_kind",
+)
 
 
 @dataclass
@@ -164,22 +178,17 @@ class _DayStats:
         self.shown: list[np.ndarray] = []  # (impressions,) item ids per step
         self.ild: list[np.ndarray] = []  # (n,) per step
 
-    def add(
-        self,
-        slate: np.ndarray,
-        clicks: np.ndarray,
-        watch: float,
-        reward: np.ndarray,
-        next_day: int,
-        ild: np.ndarray,
-    ) -> None:
+    def add(self, record: dict[str, Any], ild: np.ndarray, median_length: float) -> None:
+        """Add one step: ``record`` holds the log's columns, ``ild`` ``(n,)`` the slates'
+        intra-list diversity."""
+        slate = record["slate_ids"]
         valid = slate >= 0
         self.steps += slate.shape[0]
-        self.clicks.append(clicks[valid])
+        self.clicks.append(record["clicks"][valid])
         self.shown.append(slate[valid])
-        self.watch += watch
-        self.reward += float(reward.sum())
-        self.next_day += next_day
+        self.watch += float(record["watch_time"].sum()) / median_length
+        self.reward += float(record["reward"].sum())
+        self.next_day += int((record["return_days"] == 1).sum())
         self.ild.append(ild)
 
     def finish(self, popularity: np.ndarray, n_items: int) -> tuple[dict[str, float], np.ndarray]:
@@ -219,6 +228,7 @@ class _Runner:
         self.cap = self.config.max_episode_steps or np.iinfo(np.int32).max
 
     def _first_info(self, sub: UserState, dt_days: np.ndarray) -> dict[str, Any]:
+        """The ``info`` of a session's first step (no previous slate: -1s and zeros)."""
         n, s = sub.n, self.world.slate_size
         return {
             "user_id": sub.user_id.copy(),
@@ -232,7 +242,36 @@ class _Runner:
             "left": np.zeros(n, bool),
             "return_days": np.full(n, -1, np.int64),
             "instruction": np.full(n, "", object),
+            "instruction_kind": np.zeros(n, np.int8),
             "repeats": np.zeros(n, np.int64),
+        }
+
+    def _record(
+        self, sub: UserState, res: StepResult, step: np.ndarray, cand: np.ndarray, out: Any
+    ) -> dict[str, Any]:
+        """One step of every user in ``sub`` as the log's columns (see `replay.schema`)."""
+        fb, slate = res.feedback, res.slate
+        returns = fb.leave & ~res.churned
+        clicked = fb.clicks.any(1)
+        return {
+            "user_id": sub.user_id,
+            "session": res.session,
+            "day": res.day,
+            "step": step,
+            "candidate_ids": cand,
+            "slate_ids": slate,
+            "propensity": out.propensity,
+            "clicks": fb.clicks,
+            "clicked": np.where(clicked, slate[np.arange(sub.n), fb.clicks.argmax(1)], -1),
+            "watch_time": fb.watch_time.sum(1),
+            "watch_fraction": fb.watch_fraction.sum(1),  # at most one click per step
+            "liked": fb.likes.any(1),
+            "left": fb.leave,
+            "return_days": np.where(returns, res.gap, -1),
+            "churned": res.churned,
+            "reward": self.config.rewards(fb, self.median, res.gap, returns),
+            "instruction": self.world.instruction_texts(sub.key, fb),
+            "instruction_kind": fb.instruction_kind,
         }
 
     def run_day(
@@ -253,7 +292,7 @@ class _Runner:
                 previous session (0 for a first session).
             writer: where to log each step, or None.
         """
-        world, cfg, catalog = self.world, self.config, self.world.catalog
+        world, embeddings = self.world, self.world.catalog.embeddings
         stats = _DayStats(rows.size)
         sub = state.take(rows)
         info = self._first_info(sub, dt_days)
@@ -268,62 +307,16 @@ class _Runner:
             step = sub.step.copy()
             res = world.advance(sub, slate)
             fb = res.feedback
-            returns = fb.leave & ~res.churned
-            reward = cfg.rewards(fb, self.median, res.gap, returns)
             if hasattr(rec, "update"):
                 rec.update(obs, info, out.action, fb)
-            n = sub.n
-            clicked = np.where(fb.clicks.any(1), slate[np.arange(n), fb.clicks.argmax(1)], -1)
-            return_days = np.where(returns, res.gap, -1)
-            texts = world.instruction_texts(sub.key, fb)
-            watch = fb.watch_time.sum(1)
-            ild = metrics.intra_list_diversity(catalog.embeddings[np.maximum(slate, 0)], slate >= 0)
-            stats.add(
-                slate,
-                fb.clicks,
-                float(watch.sum()) / self.median,
-                reward,
-                int((return_days == 1).sum()),
-                ild,
-            )
+            record = self._record(sub, res, step, cand, out)
+            ild = metrics.intra_list_diversity(embeddings[np.maximum(slate, 0)], slate >= 0)
+            stats.add(record, ild, self.median)
             if writer is not None:
-                writer.append(
-                    {
-                        "recommender": label,
-                        "user_id": sub.user_id,
-                        "session": res.session,
-                        "day": res.day,
-                        "step": step,
-                        "candidate_ids": cand,
-                        "slate_ids": slate,
-                        "propensity": out.propensity,
-                        "clicks": fb.clicks,
-                        "clicked": clicked,
-                        "watch_time": watch,
-                        "watch_fraction": fb.watch_fraction.sum(1),
-                        "liked": fb.likes.any(1),
-                        "left": fb.leave,
-                        "return_days": return_days,
-                        "churned": res.churned,
-                        "reward": reward,
-                        "instruction": texts,
-                        "instruction_kind": fb.instruction_kind,
-                    }
-                )
-            info = {
-                "user_id": info["user_id"],
-                "session": res.session,
-                "day": res.day,
-                "dt_days": np.zeros(n, np.int64),
-                "slate_ids": slate,
-                "clicks": fb.clicks,
-                "clicked": clicked,
-                "watch_time": watch,
-                "left": fb.leave,
-                "return_days": return_days,
-                "instruction": texts,
-                "repeats": repeats,
-            }
+                writer.append({"recommender": label, **record})
+            info = {k: record[k] for k in _INFO_FROM_LOG}
+            info["dt_days"] = np.zeros(sub.n, np.int64)
+            info["repeats"] = repeats
             # The step cap is a safety net: an overlong session ends and resumes the next day.
             done = fb.leave | (sub.step >= self.cap)
             if done.any():

@@ -27,7 +27,8 @@ from recoworld.testing import (
     random_action,
 )
 
-SMALL = {"n_items": 300, "num_candidates": 20, "slate_size": 3}
+# Tiny catalog and a 3-day horizon, so multi-session episodes end within a few dozen steps.
+SMALL = {"n_items": 300, "num_candidates": 20, "slate_size": 3, "horizon_days": 3}
 ENV_IDS = sorted(i for i in gym.registry if i.startswith("recoworld/"))
 # Extra arguments an id needs to be made at all (e.g. a log path); none so far.
 ID_KWARGS: dict[str, dict[str, Any]] = {}
@@ -62,8 +63,11 @@ def only_failing_with(text: str) -> Iterator[None]:
 
 
 def test_every_preset_id_is_registered():
-    assert {"recoworld/Engagement-v0", "recoworld/NoveltySeeking-v0",
-            "recoworld/Retention-v0"} <= set(ENV_IDS)
+    assert {
+        "recoworld/Engagement-v0",
+        "recoworld/NoveltySeeking-v0",
+        "recoworld/Retention-v0",
+    } <= set(ENV_IDS)
 
 
 # ------------------------------------------------------------------ the three checks
@@ -77,8 +81,9 @@ def test_check_env(env_id):
 @pytest.mark.parametrize("autoreset_mode", ["next_step", "same_step"])
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_vector_matches_single(env_id, autoreset_mode):
-    ended = check_vector_matches_single(env_id, num_envs=4, n_steps=150,
-                                        autoreset_mode=autoreset_mode, **kwargs_for(env_id))
+    ended = check_vector_matches_single(
+        env_id, num_envs=4, n_steps=80, autoreset_mode=autoreset_mode, **kwargs_for(env_id)
+    )
     assert ended > 0, "no episode ended, so autoreset was not compared"
 
 
@@ -89,30 +94,38 @@ def test_determinism(env_id):
 
 @pytest.mark.parametrize("num_envs", [1, 3, 8])
 def test_vector_matches_single_for_any_batch_size(num_envs):
-    ended = check_vector_matches_single("recoworld/Engagement-v0", num_envs=num_envs,
-                                        n_steps=100, seed=7, **SMALL)
+    ended = check_vector_matches_single(
+        "recoworld/Engagement-v0", num_envs=num_envs, n_steps=60, seed=7, **SMALL
+    )
     assert ended > 0
 
 
 @pytest.mark.parametrize("autoreset_mode", ["next_step", "same_step"])
 def test_vector_matches_single_with_a_step_cap_that_never_meets_a_leave(autoreset_mode):
     # Truncation by the step cap alone (Retention users rarely leave in 5 steps).
-    ended = check_vector_matches_single("recoworld/Retention-v0", n_steps=60, seed=0,
-                                        max_episode_steps=5, autoreset_mode=autoreset_mode,
-                                        **SMALL)
+    ended = check_vector_matches_single(
+        "recoworld/Retention-v0",
+        n_steps=60,
+        seed=0,
+        max_episode_steps=5,
+        autoreset_mode=autoreset_mode,
+        **SMALL,
+    )
     assert ended > 0
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_STEP_CAP)
 def test_vector_matches_single_when_the_step_cap_meets_a_leave():
     with only_failing_with("truncated"):
-        check_vector_matches_single("recoworld/Engagement-v0", n_steps=150,
-                                    max_episode_steps=5, **SMALL)
+        check_vector_matches_single(
+            "recoworld/Engagement-v0", n_steps=150, max_episode_steps=5, **SMALL
+        )
 
 
-def test_vector_check_covers_the_vector_argument_seed_offsets():
-    venv = gym.make_vec("recoworld/Engagement-v0", num_envs=3,
-                        vectorization_mode="vector_entry_point", **SMALL)
+def test_vector_slot_i_is_the_single_env_seeded_seed_plus_i():
+    venv = gym.make_vec(
+        "recoworld/Engagement-v0", num_envs=3, vectorization_mode="vector_entry_point", **SMALL
+    )
     single = gym.make("recoworld/Engagement-v0", **SMALL)
     obs, info = venv.reset(seed=10)
     obs2, info2 = single.reset(seed=12)
@@ -124,19 +137,28 @@ def test_vector_check_covers_the_vector_argument_seed_offsets():
 @pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_REPEATED_CANDIDATES)
 def test_scores_action_type_passes_check_env():
     with only_failing_with("are not distinct"):
-        check_env("recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", action_type="scores"))
+        check_env(
+            "recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", action_type="scores")
+        )
 
 
 def test_scores_action_space_and_vector_match():
-    env = gym.make("recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", action_type="scores"))
+    env = gym.make(
+        "recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", action_type="scores")
+    )
     assert env.action_space == spaces.Box(-1.0, 1.0, (20,), np.float32)
-    ended = check_vector_matches_single("recoworld/Engagement-v0", n_steps=100,
-                                        **kwargs_for("recoworld/Engagement-v0", action_type="scores"))
+    ended = check_vector_matches_single(
+        "recoworld/Engagement-v0",
+        n_steps=100,
+        **kwargs_for("recoworld/Engagement-v0", action_type="scores"),
+    )
     assert ended > 0
 
 
 def test_scores_show_the_top_candidates_in_score_order():
-    env = gym.make("recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", action_type="scores"))
+    env = gym.make(
+        "recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", action_type="scores")
+    )
     _, info = env.reset(seed=3)
     scores = np.linspace(-1, 1, 20, dtype=np.float32)
     _, _, _, _, step_info = env.step(scores)
@@ -161,8 +183,14 @@ def test_slate_size_one_passes_check_env():
 
 
 def test_slate_size_one_vector_matches_single():
-    assert check_vector_matches_single("recoworld/Engagement-v0", n_steps=100,
-                                       **kwargs_for("recoworld/Engagement-v0", slate_size=1)) > 0
+    assert (
+        check_vector_matches_single(
+            "recoworld/Engagement-v0",
+            n_steps=100,
+            **kwargs_for("recoworld/Engagement-v0", slate_size=1),
+        )
+        > 0
+    )
 
 
 # ------------------------------------------------------------------ Stable-Baselines3
@@ -181,32 +209,38 @@ def test_sb3_check_env(env_id):
 @pytest.mark.parametrize("extra", [{"slate_size": 1}, {"action_type": "scores"}])
 def test_sb3_check_env_action_variants(extra):
     sb3_checker = pytest.importorskip("stable_baselines3.common.env_checker")
-    sb3_checker.check_env(gym.make("recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", **extra)))
+    sb3_checker.check_env(
+        gym.make("recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", **extra))
+    )
 
 
 # -------------------------------------------------------------------- quickstart
 def test_readme_quickstart_single():
     env = gym.make("recoworld:recoworld/Retention-v0")
     obs, info = env.reset(seed=0)
-    total = 0.0
+    total, users = 0.0, {info["user_id"]}
     for _ in range(100):
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         total += reward
         if terminated or truncated:
             obs, info = env.reset()
-    assert np.isfinite(total)
+        users.add(info["user_id"])
+    assert np.isfinite(total) and len(users) >= 1
     assert env.observation_space.contains(obs)
 
 
 def test_readme_quickstart_vector():
-    envs = gym.make_vec("recoworld/Retention-v0", num_envs=16,
-                        vectorization_mode="vector_entry_point")
+    envs = gym.make_vec(
+        "recoworld/Retention-v0", num_envs=16, vectorization_mode="vector_entry_point"
+    )
     assert isinstance(envs.unwrapped, RecoVectorEnv)
     obs, info = envs.reset(seed=0)
     assert obs["candidates"].shape[0] == 16
     for _ in range(100):
         obs, rewards, terminated, truncated, info = envs.step(envs.action_space.sample())
         assert rewards.shape == (16,) and np.isfinite(rewards).all()
+        assert terminated.shape == truncated.shape == (16,)
+        assert info["candidate_ids"].shape == (16, envs.single_action_space.nvec[0])
     assert envs.observation_space.contains(obs)
 
 
@@ -223,8 +257,9 @@ def test_module_prefixed_id_works_without_importing_recoworld():
                 env.reset()
         print(type(env.unwrapped).__name__)
     """)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         timeout=120, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "RecoEnv"
 
@@ -242,7 +277,8 @@ class LeakyEnv(RecoEnv):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.observation_space = spaces.Dict(
-            {**self.observation_space.spaces, "novelty": spaces.Box(0, 1, (1,), np.float32)})
+            {**self.observation_space.spaces, "novelty": spaces.Box(0, 1, (1,), np.float32)}
+        )
 
     def reset(self, **kwargs: Any) -> Any:
         obs, info = super().reset(**kwargs)
@@ -293,8 +329,12 @@ def broken_id():
 
     def register(entry_point: Any, vector_entry_point: Any = RecoVectorEnv) -> str:
         env_id = f"recoworld_test/Broken{len(made)}-v0"
-        gym.register(id=env_id, entry_point=entry_point, vector_entry_point=vector_entry_point,
-                     kwargs={"users": "engagement"})
+        gym.register(
+            id=env_id,
+            entry_point=entry_point,
+            vector_entry_point=vector_entry_point,
+            kwargs={"users": "engagement"},
+        )
         made.append(env_id)
         return env_id
 
@@ -303,10 +343,13 @@ def broken_id():
         del gym.registry[env_id]
 
 
-@pytest.mark.parametrize(("env_cls", "message"), [
-    (LeakyEnv, "leak hidden user state"),
-    (EndlessEnv, "did not raise gymnasium.error.ResetNeeded"),
-])
+@pytest.mark.parametrize(
+    ("env_cls", "message"),
+    [
+        (LeakyEnv, "leak hidden user state"),
+        (EndlessEnv, "did not raise gymnasium.error.ResetNeeded"),
+    ],
+)
 def test_check_env_catches(env_cls, message):
     with pytest.raises(AssertionError, match=message):
         check_env(env_cls(**SMALL))
@@ -317,10 +360,13 @@ def test_check_env_takes_arguments_only_with_an_id():
         check_env(RecoEnv(**SMALL), n_items=10)
 
 
-@pytest.mark.parametrize(("env_cls", "message"), [
-    (NoisyEnv, "trajectories differ"),
-    (SeedBlindEnv, "identical trajectories"),
-])
+@pytest.mark.parametrize(
+    ("env_cls", "message"),
+    [
+        (NoisyEnv, "trajectories differ"),
+        (SeedBlindEnv, "identical trajectories"),
+    ],
+)
 def test_check_determinism_catches(broken_id, env_cls, message):
     with pytest.raises(AssertionError, match=message):
         check_determinism(broken_id(env_cls), n_steps=20, **SMALL)
@@ -328,14 +374,17 @@ def test_check_determinism_catches(broken_id, env_cls, message):
 
 def test_check_vector_matches_single_catches_a_reward_mismatch(broken_id):
     env_id = broken_id(RecoEnv, OffByOneVectorEnv)
-    with pytest.raises(AssertionError, match="step 0, env 1 .* vector reward"):
+    with pytest.raises(AssertionError, match=r"step 0, env 1 .* vector reward"):
         check_vector_matches_single(env_id, num_envs=2, n_steps=5, **SMALL)
 
 
 def test_random_action_is_in_the_space():
     rng = np.random.default_rng(0)
-    for space in (spaces.Discrete(5), spaces.MultiDiscrete([5, 5]),
-                  spaces.Box(-1, 1, (5,), np.float32)):
+    for space in (
+        spaces.Discrete(5),
+        spaces.MultiDiscrete([5, 5]),
+        spaces.Box(-1, 1, (5,), np.float32),
+    ):
         assert all(space.contains(random_action(space, rng)) for _ in range(20))
     with pytest.raises(TypeError, match="no random actions"):
         random_action(spaces.Text(5), rng)

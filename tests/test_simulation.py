@@ -1,5 +1,7 @@
 """Tests for recoworld.simulation and the log schema it writes (tiny: 200 items, 60 users)."""
 
+import json
+
 import numpy as np
 import pytest
 
@@ -60,7 +62,9 @@ def test_recommenders_meet_the_same_users(run):
 
 def test_trajectories_round_trip(run):
     out = run.out_dir
-    assert (out / "summary.json").is_file() and (out / "simulation.png").is_file()
+    assert (out / "simulation.png").is_file()
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["summary"] == run.summary and saved["settings"]["n_users"] == TINY["n_users"]
     for name, summary in run.summary.items():
         parts = sorted((out / "trajectories" / name).glob("part-*.parquet"))
         assert 1 <= len(parts) <= TINY["days"]

@@ -77,7 +77,8 @@ class CandidateGenerator:
         self.order, self.sizes, self.starts = order, sizes, starts
         self.rank = np.empty(catalog.n_items, dtype=np.int64)  # position within its topic
         self.rank[order] = np.arange(catalog.n_items) - starts[catalog.topic[order]]
-        self.topic_accept, self.topic_alias = accept, alias
+        self.topic_accept = accept
+        self.topic_alias_item = order[starts[catalog.topic[order]] + alias]  # alias as item id
 
     def draw(self, keys: np.ndarray, counter: np.ndarray, click_mix: np.ndarray) -> np.ndarray:
         """Candidates for n users.
@@ -92,11 +93,10 @@ class CandidateGenerator:
         n, k = keys.shape[0], self.k
         ni, n_items = self.n_interest, self.catalog.n_items
         nb = min(ni, TOPIC_BLOCKS)
-        u = rng.uniform_pairs(keys, counter, rng.CANDIDATES, k + nb)
-        x_pop = u[:, :k] * n_items  # every slot has a popular draw (fallback for interest)
-        j = x_pop.astype(np.int64)
-        cand = np.where(x_pop - j < self.pop_accept[j], j, self.pop_alias[j])
         rand_lo = ni + self.n_popular
+        u = rng.uniform_pairs(keys, counter, rng.CANDIDATES, k + nb)
+        cand = np.empty((n, k), np.int64)
+        cand[:, ni:rand_lo] = self._popular(u[:, ni:rand_lo])
         cand[:, rand_lo:] = (u[:, rand_lo:k] * n_items).astype(np.int64)
         if ni:
             cum = np.cumsum(click_mix, 1, dtype=np.float64)
@@ -107,21 +107,30 @@ class CandidateGenerator:
             x = u[:, :ni] * self.sizes[topic]
             jj = x.astype(np.int64)
             pos = self.starts[topic] + jj
-            local = np.where(x - jj < self.topic_accept[pos], jj, self.topic_alias[pos])
-            item = self.order[self.starts[topic] + local]
-            cand[:, :ni] = np.where(has[:, None], item, cand[:, :ni])
+            cand[:, :ni] = np.where(x - jj < self.topic_accept[pos], self.order[pos],
+                                    self.topic_alias_item[pos])
+            if not has.all():  # users without clicks get popular items in the interest slots
+                cold = np.flatnonzero(~has)
+                cand[cold, :ni] = self._popular(u[cold, :ni])
         return self._dedupe(cand)
+
+    def _popular(self, u: np.ndarray) -> np.ndarray:
+        """Items from the catalog-wide popularity alias table, one per uniform."""
+        x = u * self.catalog.n_items
+        j = x.astype(np.int64)
+        return np.where(x - j < self.pop_accept[j], j, self.pop_alias[j])
 
     def _dedupe(self, cand: np.ndarray) -> np.ndarray:
         """Replace repeats within a row by another item of the same topic (one pass)."""
         k = cand.shape[1]
-        srt = np.sort(cand * k + np.arange(k), 1)  # item and slot in one sortable key
+        kind = np.int32 if self.catalog.n_items * k < 2**31 else np.int64
+        srt = np.sort((cand * k + np.arange(k)).astype(kind), 1)  # item and slot, one key
         item = srt // k
         dup = np.zeros(cand.shape, dtype=bool)
         dup[:, 1:] = item[:, 1:] == item[:, :-1]
         if dup.any():
             r, c = np.nonzero(dup)
-            pos = srt[r, c] % k
+            pos = (srt[r, c] % k).astype(np.int64)
             old = cand[r, pos]
             t = self.catalog.topic[old]
             shift = 1 + (old * 40503 + pos * 2654435761) % np.maximum(self.sizes[t] - 1, 1)

@@ -78,12 +78,12 @@ class ObservationBuilder:
             (n, instr_dim)}``, fresh float32 arrays.
         """
         n = state.n
-        cand = self.table[candidates]
-        topic = self.catalog.topic[candidates]
-        rows = np.arange(n)[:, None]
+        cand = np.take(self.table, candidates, axis=0)
+        t = self.catalog.n_topics
+        flat = np.take(self.catalog.topic, candidates) + (np.arange(n) * t)[:, None]
         c = self.n_item_cols
-        cand[:, :, c] = ~state.familiar[rows, topic]
-        cand[:, :, c + 1] = state.seen_mix[rows, topic]
+        cand[:, :, c] = ~np.take(state.familiar.reshape(-1), flat)
+        cand[:, :, c + 1] = np.take(state.seen_mix.reshape(-1), flat)
         hist = state.history
         hv = hist >= 0
         mean_click = self.embed[hist + 1].sum(1) / np.maximum(hv.sum(1), 1)[:, None]

@@ -125,7 +125,7 @@ def _as_numpy(values: Any, column: Column, n: int) -> np.ndarray | str:
         return values
     is_list = _LIST.fullmatch(column.type) is not None
     dtype = object if column.type == "string" else _NUMPY[_element(column.type)]
-    arr = np.array(values, dtype=dtype)
+    arr: np.ndarray = np.array(values, dtype=dtype)
     if arr.ndim != (2 if is_list else 1) or arr.shape[0] != n:
         want = "(n, width)" if is_list else "(n,)"
         raise ValueError(

@@ -20,8 +20,21 @@ from gymnasium.vector import AutoresetMode
 OBS_KEYS = ("candidates", "instruction", "user")
 """The observation's keys, and nothing else: anything more could leak hidden user state."""
 
-INFO_KEYS = ("user_id", "session", "day", "dt_days", "candidate_ids", "slate_ids", "clicks",
-             "clicked", "watch_time", "left", "return_days", "instruction", "repeats")
+INFO_KEYS = (
+    "user_id",
+    "session",
+    "day",
+    "dt_days",
+    "candidate_ids",
+    "slate_ids",
+    "clicks",
+    "clicked",
+    "watch_time",
+    "left",
+    "return_days",
+    "instruction",
+    "repeats",
+)
 """Info keys every recoworld env returns from ``reset`` and ``step``."""
 
 _INT_KEYS = ("user_id", "session", "day", "dt_days", "clicked", "return_days", "repeats")
@@ -55,8 +68,9 @@ def random_action(space: spaces.Space[Any], rng: np.random.Generator) -> Any:
 
 
 # --------------------------------------------------------------------------- check_env
-def check_env(env_or_id: gym.Env[Any, Any] | str, seed: int = 0, n_steps: int = 200,
-              **kwargs: Any) -> None:
+def check_env(
+    env_or_id: gym.Env[Any, Any] | str, seed: int = 0, n_steps: int = 200, **kwargs: Any
+) -> None:
     """Check one environment against Gymnasium's API and recoworld's public contract.
 
     Runs `gymnasium.utils.env_checker.check_env` on the unwrapped env, then ``n_steps``
@@ -104,12 +118,15 @@ def _check_spaces(raw: gym.Env[Any, Any]) -> tuple[int, int | None]:
     assert isinstance(space, spaces.Dict), f"observation space {space} is not a Dict"
     assert tuple(sorted(space.spaces)) == OBS_KEYS, (
         f"observation space keys {sorted(space.spaces)} are not exactly {list(OBS_KEYS)}; extra "
-        "keys may leak hidden user state")
+        "keys may leak hidden user state"
+    )
     for key, box in space.spaces.items():
         assert isinstance(box, spaces.Box) and box.dtype == np.float32, (
-            f"observation space {key!r} is {box}; expected a float32 Box")
-        assert box.is_bounded("both") and np.isfinite(box.low).all() and np.isfinite(
-            box.high).all(), f"observation space {key!r} is not bounded: {box}"
+            f"observation space {key!r} is {box}; expected a float32 Box"
+        )
+        assert (
+            box.is_bounded("both") and np.isfinite(box.low).all() and np.isfinite(box.high).all()
+        ), f"observation space {key!r} is not bounded: {box}"
     k = space["candidates"].shape[0]
     act = raw.action_space
     config = getattr(raw, "config", None)
@@ -118,12 +135,14 @@ def _check_spaces(raw: gym.Env[Any, Any]) -> tuple[int, int | None]:
         slate_size: int | None = 1
     elif isinstance(act, spaces.MultiDiscrete):
         assert act.nvec.ndim == 1 and (act.nvec == k).all() and (act.start == 0).all(), (
-            f"action space {act} is not MultiDiscrete([{k}] * slate_size)")
+            f"action space {act} is not MultiDiscrete([{k}] * slate_size)"
+        )
         assert act.nvec.size > 1, f"action space {act} has one slot; expected Discrete({k})"
         slate_size = int(act.nvec.size)
     elif isinstance(act, spaces.Box):
         assert act.shape == (k,) and (act.low == -1).all() and (act.high == 1).all(), (
-            f"score action space {act} is not Box(-1, 1, ({k},))")
+            f"score action space {act} is not Box(-1, 1, ({k},))"
+        )
         slate_size = getattr(config, "slate_size", None)
     else:
         raise AssertionError(f"action space {act} is not Discrete, MultiDiscrete or Box")
@@ -131,8 +150,9 @@ def _check_spaces(raw: gym.Env[Any, Any]) -> tuple[int, int | None]:
     return k, slate_size
 
 
-def _check_rollout(raw: gym.Env[Any, Any], seed: int, n_steps: int, k: int,
-                   slate_size: int | None) -> str | None:
+def _check_rollout(
+    raw: gym.Env[Any, Any], seed: int, n_steps: int, k: int, slate_size: int | None
+) -> str | None:
     """Random steps with every per-step check; returns the first repeated-candidates message."""
     rng = np.random.default_rng(seed)
     n_items = int(raw.catalog.n_items)
@@ -144,14 +164,17 @@ def _check_rollout(raw: gym.Env[Any, Any], seed: int, n_steps: int, k: int,
         _check_info(info, k, slate_size, n_items, where)
         cand = info["candidate_ids"]
         if features is not None:
-            shown = obs["candidates"][:, :features.shape[1]]
+            shown = obs["candidates"][:, : features.shape[1]]
             assert np.array_equal(shown, features[cand]), (
                 f"{where}: observation['candidates'] rows are not the catalog features of "
-                f"info['candidate_ids'] {_short(cand)}")
+                f"info['candidate_ids'] {_short(cand)}"
+            )
         if np.unique(cand).size != cand.size:
             vals, counts = np.unique(cand, return_counts=True)
-            return (f"{where}: info['candidate_ids'] are not distinct: items "
-                    f"{vals[counts > 1].tolist()} repeat in {cand.tolist()}")
+            return (
+                f"{where}: info['candidate_ids'] are not distinct: items "
+                f"{vals[counts > 1].tolist()} repeat in {cand.tolist()}"
+            )
         return None
 
     obs, info = raw.reset(seed=seed)
@@ -164,9 +187,11 @@ def _check_rollout(raw: gym.Env[Any, Any], seed: int, n_steps: int, k: int,
         obs, reward, terminated, truncated, info = raw.step(action)
         where = f"step {t} (action {np.asarray(action).tolist()}, after reset(seed={seed}))"
         assert isinstance(terminated, bool) and isinstance(truncated, bool), (
-            f"{where}: terminated={terminated!r}, truncated={truncated!r} are not bools")
-        assert isinstance(reward, (float, int, np.floating, np.integer)) and np.isfinite(
-            reward), f"{where}: reward {reward!r} is not a finite number"
+            f"{where}: terminated={terminated!r}, truncated={truncated!r} are not bools"
+        )
+        assert isinstance(reward, (float, int, np.floating, np.integer)) and np.isfinite(reward), (
+            f"{where}: reward {reward!r} is not a finite number"
+        )
         repeated = repeated or check_observed(obs, info, where)
         _check_slate(info, cand, action, raw.action_space, where)
         if terminated or truncated:
@@ -181,19 +206,22 @@ def _check_obs(obs: Any, space: spaces.Dict, where: str) -> None:
     assert isinstance(obs, dict), f"{where}: observation is a {type(obs).__name__}, not a dict"
     assert tuple(sorted(obs)) == OBS_KEYS, (
         f"{where}: observation keys {sorted(obs)} are not exactly {list(OBS_KEYS)}; extra keys "
-        "may leak hidden user state")
+        "may leak hidden user state"
+    )
     for key, box in space.spaces.items():
         x = obs[key]
         assert isinstance(x, np.ndarray) and x.dtype == box.dtype and x.shape == box.shape, (
             f"{where}: observation[{key!r}] is {type(x).__name__} "
-            f"{getattr(x, 'dtype', '')}{getattr(x, 'shape', '')}; expected {box.dtype}{box.shape}")
+            f"{getattr(x, 'dtype', '')}{getattr(x, 'shape', '')}; expected {box.dtype}{box.shape}"
+        )
         assert np.isfinite(x).all(), f"{where}: observation[{key!r}] has NaN or inf"
         low, high = x < box.low, x > box.high
         if low.any() or high.any():
             idx = tuple(int(i) for i in np.argwhere(low | high)[0])
             raise AssertionError(
                 f"{where}: observation[{key!r}]{list(idx)} = {x[idx]!r} is outside its bounds "
-                f"[{box.low[idx]}, {box.high[idx]}]")
+                f"[{box.low[idx]}, {box.high[idx]}]"
+            )
     assert space.contains(obs), f"{where}: observation is not in {space}"
 
 
@@ -204,57 +232,74 @@ def _check_info(info: Any, k: int, slate_size: int | None, n_items: int, where: 
     for key in _INT_KEYS:
         v = np.asarray(info[key])
         assert v.shape == () and v.dtype.kind in "iu", (
-            f"{where}: info[{key!r}] = {info[key]!r} is not an integer scalar")
+            f"{where}: info[{key!r}] = {info[key]!r} is not an integer scalar"
+        )
     left = np.asarray(info["left"])
     assert left.shape == () and left.dtype.kind == "b", (
-        f"{where}: info['left'] = {info['left']!r} is not a bool")
+        f"{where}: info['left'] = {info['left']!r} is not a bool"
+    )
     watch = np.asarray(info["watch_time"])
     assert watch.shape == () and watch.dtype.kind in "fiu" and np.isfinite(watch) and watch >= 0, (
-        f"{where}: info['watch_time'] = {info['watch_time']!r} is not a finite number >= 0")
+        f"{where}: info['watch_time'] = {info['watch_time']!r} is not a finite number >= 0"
+    )
     assert isinstance(info["instruction"], str), (
-        f"{where}: info['instruction'] = {info['instruction']!r} is not a str")
+        f"{where}: info['instruction'] = {info['instruction']!r} is not a str"
+    )
     assert info["dt_days"] >= 0, f"{where}: info['dt_days'] = {info['dt_days']} is negative"
     cand = info["candidate_ids"]
     assert isinstance(cand, np.ndarray) and cand.shape == (k,) and cand.dtype.kind in "iu", (
-        f"{where}: info['candidate_ids'] {_short(cand)} is not {k} integer item ids")
+        f"{where}: info['candidate_ids'] {_short(cand)} is not {k} integer item ids"
+    )
     assert cand.min() >= 0 and cand.max() < n_items, (
-        f"{where}: info['candidate_ids'] {_short(cand)} are not item ids in [0, {n_items})")
+        f"{where}: info['candidate_ids'] {_short(cand)} are not item ids in [0, {n_items})"
+    )
     slate, clicks = info["slate_ids"], info["clicks"]
     size = slate_size if slate_size is not None else np.shape(slate)[0]
     assert isinstance(slate, np.ndarray) and slate.shape == (size,) and slate.dtype.kind in "iu", (
-        f"{where}: info['slate_ids'] {_short(slate)} is not {size} integer item ids")
+        f"{where}: info['slate_ids'] {_short(slate)} is not {size} integer item ids"
+    )
     assert slate.min() >= -1 and slate.max() < n_items, (
-        f"{where}: info['slate_ids'] {_short(slate)} are not item ids (or -1)")
+        f"{where}: info['slate_ids'] {_short(slate)} are not item ids (or -1)"
+    )
     assert isinstance(clicks, np.ndarray) and clicks.shape == (size,) and clicks.dtype == bool, (
-        f"{where}: info['clicks'] {_short(clicks)} is not {size} bools")
+        f"{where}: info['clicks'] {_short(clicks)} is not {size} bools"
+    )
     assert not clicks[slate < 0].any(), (
         f"{where}: a slot that showed nothing (slate_ids {slate.tolist()}) was clicked "
-        f"{clicks.tolist()}")
+        f"{clicks.tolist()}"
+    )
     first = int(slate[np.argmax(clicks)]) if clicks.any() else -1
     assert info["clicked"] == first, (
         f"{where}: info['clicked'] = {info['clicked']} but the first clicked item of slate "
-        f"{slate.tolist()} with clicks {clicks.tolist()} is {first}")
-    assert clicks.any() or watch == 0, (
-        f"{where}: watch_time {info['watch_time']} without a click")
+        f"{slate.tolist()} with clicks {clicks.tolist()} is {first}"
+    )
+    assert clicks.any() or watch == 0, f"{where}: watch_time {info['watch_time']} without a click"
     assert info["repeats"] == int((slate < 0).sum()) or slate.max() < 0, (
         f"{where}: info['repeats'] = {info['repeats']} but slate_ids {slate.tolist()} has "
-        f"{int((slate < 0).sum())} hidden repeats")
+        f"{int((slate < 0).sum())} hidden repeats"
+    )
     assert info["return_days"] == -1 or (info["left"] and info["return_days"] >= 0), (
-        f"{where}: info['return_days'] = {info['return_days']} for a user that did not leave")
+        f"{where}: info['return_days'] = {info['return_days']} for a user that did not leave"
+    )
 
 
 def _check_reset_info(info: dict[str, Any], where: str) -> None:
-    assert (info["slate_ids"] == -1).all() and not info["clicks"].any() and (
-        info["clicked"] == -1 and info["repeats"] == 0 and not info["left"]), (
+    assert (
+        (info["slate_ids"] == -1).all()
+        and not info["clicks"].any()
+        and (info["clicked"] == -1 and info["repeats"] == 0 and not info["left"])
+    ), (
         f"{where}: reset info shows a slate or feedback: slate_ids {info['slate_ids']}, clicks "
-        f"{info['clicks']}, clicked {info['clicked']}, left {info['left']}")
+        f"{info['clicks']}, clicked {info['clicked']}, left {info['left']}"
+    )
 
 
-def _check_slate(info: dict[str, Any], cand: np.ndarray, action: Any,
-                 space: spaces.Space[Any], where: str) -> None:
+def _check_slate(
+    info: dict[str, Any], cand: np.ndarray, action: Any, space: spaces.Space[Any], where: str
+) -> None:
     """``slate_ids`` must be the previous ``candidate_ids`` the action picked, repeats -1."""
     if isinstance(space, spaces.Box):
-        idx = np.argsort(-np.asarray(action), kind="stable")[:info["slate_ids"].shape[0]]
+        idx = np.argsort(-np.asarray(action), kind="stable")[: info["slate_ids"].shape[0]]
     else:
         idx = np.atleast_1d(np.asarray(action))
     expected = cand[idx]
@@ -263,9 +308,11 @@ def _check_slate(info: dict[str, Any], cand: np.ndarray, action: Any,
             expected[j] = -1
     assert np.array_equal(info["slate_ids"], expected), (
         f"{where}: info['slate_ids'] {info['slate_ids'].tolist()} is not what the action picked "
-        f"from the previous candidate_ids (expected {expected.tolist()}, repeats as -1)")
+        f"from the previous candidate_ids (expected {expected.tolist()}, repeats as -1)"
+    )
     assert info["repeats"] == int((expected < 0).sum()), (
-        f"{where}: info['repeats'] = {info['repeats']}, expected {int((expected < 0).sum())}")
+        f"{where}: info['repeats'] = {info['repeats']}, expected {int((expected < 0).sum())}"
+    )
 
 
 def _check_reset_needed(raw: gym.Env[Any, Any], seed: int) -> None:
@@ -281,8 +328,9 @@ def _check_reset_needed(raw: gym.Env[Any, Any], seed: int) -> None:
         raw.step(random_action(raw.action_space, rng))
     except ResetNeeded:
         return
-    raise AssertionError("stepping after the episode ended did not raise "
-                         "gymnasium.error.ResetNeeded")
+    raise AssertionError(
+        "stepping after the episode ended did not raise gymnasium.error.ResetNeeded"
+    )
 
 
 def _check_same_seed(raw: gym.Env[Any, Any], seed: int) -> None:
@@ -298,9 +346,14 @@ def _check_same_seed(raw: gym.Env[Any, Any], seed: int) -> None:
 
 
 # ------------------------------------------------------------------- vector == single
-def check_vector_matches_single(env_id: str, num_envs: int = 4, n_steps: int = 300,
-                                seed: int = 0, autoreset_mode: str = "next_step",
-                                **kwargs: Any) -> int:
+def check_vector_matches_single(
+    env_id: str,
+    num_envs: int = 4,
+    n_steps: int = 300,
+    seed: int = 0,
+    autoreset_mode: str = "next_step",
+    **kwargs: Any,
+) -> int:
     """Check that the native vector env steps exactly like ``num_envs`` single envs.
 
     The vector env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``) is reset
@@ -327,8 +380,13 @@ def check_vector_matches_single(env_id: str, num_envs: int = 4, n_steps: int = 3
         AssertionError: naming the first step, slot and field that differ.
     """
     _require_asserts()
-    venv = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
-                        autoreset_mode=autoreset_mode, **kwargs)
+    venv = gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=autoreset_mode,
+        **kwargs,
+    )
     singles = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
     try:
         return _compare_vector(venv, singles, n_steps, seed)
@@ -338,18 +396,24 @@ def check_vector_matches_single(env_id: str, num_envs: int = 4, n_steps: int = 3
             env.close()
 
 
-def _compare_vector(venv: gym.vector.VectorEnv[Any, Any, Any], singles: list[gym.Env[Any, Any]],
-                    n_steps: int, seed: int) -> int:
+def _compare_vector(
+    venv: gym.vector.VectorEnv[Any, Any, Any],
+    singles: list[gym.Env[Any, Any]],
+    n_steps: int,
+    seed: int,
+) -> int:
     n = len(singles)
     mode = venv.metadata.get("autoreset_mode")
     assert mode in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP), (
-        f"vector env metadata['autoreset_mode'] = {mode!r}; expected NEXT_STEP or SAME_STEP")
+        f"vector env metadata['autoreset_mode'] = {mode!r}; expected NEXT_STEP or SAME_STEP"
+    )
     space = venv.single_action_space
     assert space == singles[0].action_space, (
-        f"vector single_action_space {space} != single env action space "
-        f"{singles[0].action_space}")
+        f"vector single_action_space {space} != single env action space {singles[0].action_space}"
+    )
     assert venv.single_observation_space == singles[0].observation_space, (
-        "vector single_observation_space differs from the single env's observation space")
+        "vector single_observation_space differs from the single env's observation space"
+    )
     rng = np.random.default_rng(seed)
     vobs, vinfo = venv.reset(seed=seed)
     for i, env in enumerate(singles):
@@ -378,16 +442,26 @@ def _compare_vector(venv: gym.vector.VectorEnv[Any, Any, Any], singles: list[gym
                 where += ", same-step reset"
             else:
                 assert not np.asarray(vinfo.get("_final_obs", np.zeros(n, bool)))[i], (
-                    f"{where}: info['_final_obs'] is set although the episode goes on")
+                    f"{where}: info['_final_obs'] is set although the episode goes on"
+                )
             _assert_slot(where, i, vobs, vinfo, obs, info)
-            for name, v, s in (("reward", vrew, reward), ("terminated", vterm, terminated),
-                               ("truncated", vtrunc, truncated)):
+            for name, v, s in (
+                ("reward", vrew, reward),
+                ("terminated", vterm, terminated),
+                ("truncated", vtrunc, truncated),
+            ):
                 assert v[i] == s, f"{where}: vector {name} {v[i]!r} != single {s!r}"
     return ended
 
 
-def _assert_slot(where: str, i: int, vobs: dict[str, np.ndarray], vinfo: dict[str, Any],
-                 obs: dict[str, np.ndarray], info: dict[str, Any]) -> None:
+def _assert_slot(
+    where: str,
+    i: int,
+    vobs: dict[str, np.ndarray],
+    vinfo: dict[str, Any],
+    obs: dict[str, np.ndarray],
+    info: dict[str, Any],
+) -> None:
     diff = _diff({k: v[i] for k, v in vobs.items()}, obs, "observation")
     assert diff is None, f"{where}: vector != single: {diff}"
     for key in INFO_KEYS:
@@ -396,12 +470,14 @@ def _assert_slot(where: str, i: int, vobs: dict[str, np.ndarray], vinfo: dict[st
         assert diff is None, f"{where}: vector != single: {diff}"
 
 
-def _assert_final(where: str, i: int, vinfo: dict[str, Any], obs: dict[str, np.ndarray],
-                  info: dict[str, Any]) -> None:
+def _assert_final(
+    where: str, i: int, vinfo: dict[str, Any], obs: dict[str, np.ndarray], info: dict[str, Any]
+) -> None:
     for key in ("final_obs", "_final_obs", "final_info", "_final_info"):
         assert key in vinfo, f"{where}: same-step vector info lacks {key!r} at an episode's end"
     assert vinfo["_final_obs"][i] and vinfo["_final_info"][i], (
-        f"{where}: info['_final_obs'] / ['_final_info'] not set for the finished env")
+        f"{where}: info['_final_obs'] / ['_final_info'] not set for the finished env"
+    )
     diff = _diff(vinfo["final_obs"][i], obs, "final_obs")
     assert diff is None, f"{where}: vector != single: {diff}"
     for key in INFO_KEYS:
@@ -427,16 +503,20 @@ def check_determinism(env_id: str, seed: int = 0, n_steps: int = 200, **kwargs: 
         rng = np.random.default_rng(seed)
         actions = [random_action(env_a.action_space, rng) for _ in range(n_steps)]
         first = _trajectory(env_a, seed, actions)
-        for label, other in (("a second env", _trajectory(env_b, seed, actions)),
-                             ("the same env re-seeded", _trajectory(env_a, seed, actions))):
+        for label, other in (
+            ("a second env", _trajectory(env_b, seed, actions)),
+            ("the same env re-seeded", _trajectory(env_a, seed, actions)),
+        ):
             for t, (x, y) in enumerate(zip(first, other, strict=True)):
                 diff = _diff(x, y, "(obs, reward, terminated, truncated, info)")
                 assert diff is None, (
                     f"seed {seed}, {label}: trajectories differ at "
-                    f"{'reset' if t == 0 else f'step {t - 1}'}: {diff}")
+                    f"{'reset' if t == 0 else f'step {t - 1}'}: {diff}"
+                )
         changed = _trajectory(env_b, seed + 1, actions)
         assert any(_diff(x, y) is not None for x, y in zip(first, changed, strict=True)), (
-            f"seeds {seed} and {seed + 1} gave identical trajectories over {n_steps} steps")
+            f"seeds {seed} and {seed + 1} gave identical trajectories over {n_steps} steps"
+        )
     finally:
         env_a.close()
         env_b.close()

@@ -106,7 +106,7 @@ class ParametricUser:
         hist = state.history
         hvalid = hist >= 0
         hemb = catalog.embeddings[np.where(hvalid, hist, 0)]  # (n, H, d)
-        sim_h = np.where(hvalid[:, None, :], np.einsum("nld,nhd->nlh", emb, hemb), -2.0)
+        sim_h = np.where(hvalid[:, None, :], np.matmul(emb, hemb.transpose(0, 2, 1)), -2.0)
         novelty = np.where(hvalid.any(1)[:, None], 1.0 - sim_h.max(2), 1.0)
         bore = np.take_along_axis(state.exposure, topics, 1)
         repeat = (ids[:, :, None] == hist[:, None, :]).any(2)
@@ -191,12 +191,11 @@ class ParametricUser:
         item0 = np.maximum(item, 0)
         w = feedback.watch_fraction.max(1)
         n_topics = catalog.n_topics
-        tgrid = np.arange(n_topics, dtype=catalog.topic.dtype)
-        slate_topics = catalog.topic[ids]
-        share = ((slate_topics[:, :, None] == tgrid) & valid[:, :, None]).sum(1)
+        flat = (catalog.topic[ids] + (np.arange(n) * n_topics)[:, None])[valid]
+        share = np.bincount(flat, minlength=n * n_topics).reshape(n, n_topics)
         share = share / np.maximum(valid.sum(1), 1)[:, None]
         ctopic = catalog.topic[item0]
-        onehot = (ctopic[:, None] == tgrid) & clicked[:, None]
+        onehot = (ctopic[:, None] == np.arange(n_topics)) & clicked[:, None]
         # interest drift on a click, anchored to the interest the user was born with
         e = catalog.embeddings[item0]
         drift = state.theta + _col(p.eta) * (e - state.theta) + _col(p.eta0) * (
