@@ -18,8 +18,7 @@ from recoworld.envs import RecoVectorEnv
 
 
 def measure(preset: str, policy: str, users: int, seed: int = 0, **kwargs: object) -> dict:
-    env = RecoVectorEnv(num_envs=users, users=preset, multi_session=True, horizon_days=14,
-                        **kwargs)
+    env = RecoVectorEnv(num_envs=users, users=preset, multi_session=True, horizon_days=14, **kwargs)
     obs, info = env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     k, s = env.config.num_candidates, env.config.slate_size
@@ -37,7 +36,7 @@ def measure(preset: str, policy: str, users: int, seed: int = 0, **kwargs: objec
         else:  # one topic: the candidates of the most common topic among them
             topic = env.catalog.topic[info["candidate_ids"]]
             a = np.argsort(topic != topic[:, :1], 1, kind="stable")[:, :s]
-        obs, r, term, trunc, info = env.step(a)
+        obs, _, term, trunc, info = env.step(a)
         live = ~finished
         steps += live.sum()
         clicks += (info["clicks"].any(1) & live).sum()
@@ -51,22 +50,30 @@ def measure(preset: str, policy: str, users: int, seed: int = 0, **kwargs: objec
         popular.reset(term | trunc)
         finished |= term | trunc
     gaps = np.asarray(gaps)
-    return {"ctr": clicks / steps, "median_session": float(np.median(lengths)),
-            "next_day": float((gaps == 1).mean()), "churn_14d": float(churned.mean()),
-            "instr_per_100": 100 * instr / steps}
+    return {
+        "ctr": clicks / steps,
+        "median_session": float(np.median(lengths)),
+        "next_day": float((gaps == 1).mean()),
+        "churn_14d": float(churned.mean()),
+        "instr_per_100": 100 * instr / steps,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--users", type=int, default=2000)
     args = ap.parse_args()
-    print(f"{'preset':16} {'policy':9} {'ctr':>6} {'med.sess':>8} {'next-day':>8} "
-          f"{'churn14':>7} {'instr/100':>9}")
+    print(
+        f"{'preset':16} {'policy':9} {'ctr':>6} {'med.sess':>8} {'next-day':>8} "
+        f"{'churn14':>7} {'instr/100':>9}"
+    )
     for preset in ("engagement", "novelty_seeking", "retention"):
         for policy in ("random", "popular", "onetopic"):
             m = measure(preset, policy, args.users)
-            print(f"{preset:16} {policy:9} {m['ctr']:6.3f} {m['median_session']:8.1f} "
-                  f"{m['next_day']:8.3f} {m['churn_14d']:7.3f} {m['instr_per_100']:9.2f}")
+            print(
+                f"{preset:16} {policy:9} {m['ctr']:6.3f} {m['median_session']:8.1f} "
+                f"{m['next_day']:8.3f} {m['churn_14d']:7.3f} {m['instr_per_100']:9.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -37,8 +37,20 @@ _TOPIC_WORDS: dict[str, tuple[str, ...]] = {
     "dance": ("salsa", "ballet", "hip-hop", "tango", "choreography", "flash mobs"),
     "space": ("rockets", "mars", "telescopes", "astronauts", "satellites", "eclipses"),
 }
-_ADJECTIVES = ("quick", "surprising", "beginner", "deep-dive", "weekend", "classic", "bold",
-               "cosy", "expert", "five-minute", "hidden", "ultimate")
+_ADJECTIVES = (
+    "quick",
+    "surprising",
+    "beginner",
+    "deep-dive",
+    "weekend",
+    "classic",
+    "bold",
+    "cosy",
+    "expert",
+    "five-minute",
+    "hidden",
+    "ultimate",
+)
 _FORMATS = ("clip", "guide", "story", "review", "explainer", "vlog")
 
 
@@ -77,8 +89,17 @@ class Catalog:
 
     def __post_init__(self) -> None:
         _validate(self)
-        for name in ("embeddings", "topic", "quality", "popularity", "creator", "length",
-                     "title", "text", "topic_names"):
+        for name in (
+            "embeddings",
+            "topic",
+            "quality",
+            "popularity",
+            "creator",
+            "length",
+            "title",
+            "text",
+            "topic_names",
+        ):
             object.__setattr__(self, name, _readonly(getattr(self, name)))
 
     # ----------------------------------------------------------------- sizes
@@ -228,7 +249,7 @@ class Catalog:
             CatalogError: naming the missing column, or the column and row of a NaN, a
                 non-positive popularity or length, or a zero embedding.
         """
-        cols = {str(k): table[k] for k in table.keys()}  # noqa: SIM118 - DataFrame or mapping
+        cols = {str(k): table[k] for k in table.keys()}
         if "topic" not in cols:
             raise CatalogError(
                 f"catalog table has no 'topic' column (columns: {sorted(cols)}); add integer "
@@ -251,8 +272,9 @@ class Catalog:
         _no_nan("embedding", emb)
         norms = np.linalg.norm(emb, axis=1)
         if (bad := np.flatnonzero(norms < 1e-12)).size:
-            raise CatalogError(f"embedding of row {int(bad[0])} is all zeros; give every item a "
-                               "non-zero embedding")
+            raise CatalogError(
+                f"embedding of row {int(bad[0])} is all zeros; give every item a non-zero embedding"
+            )
 
         def col(name: str, default: Any, dtype: Any) -> np.ndarray:
             if name not in cols:
@@ -270,11 +292,15 @@ class Catalog:
         length = col("length", 1.0, np.float64)
         for name, arr in (("popularity", pop), ("length", length)):
             if (bad := np.flatnonzero(arr <= 0)).size:
-                raise CatalogError(f"column {name!r} row {int(bad[0])} is {arr[bad[0]]}; "
-                                   "it must be positive")
+                raise CatalogError(
+                    f"column {name!r} row {int(bad[0])} is {arr[bad[0]]}; it must be positive"
+                )
         rows = np.arange(n)
-        title = col("title", "", object) if "title" in cols else np.array(
-            [f"item {i}" for i in rows], dtype=object)
+        title = (
+            col("title", "", object)
+            if "title" in cols
+            else np.array([f"item {i}" for i in rows], dtype=object)
+        )
         text = col("text", "", object) if "text" in cols else title.copy()
         n_topics = int(topic.max()) + 1 if topic_names is None else len(topic_names)
         names = topic_names if topic_names is not None else [f"topic {t}" for t in range(n_topics)]
@@ -292,8 +318,14 @@ class Catalog:
         )
 
 
-def _check_int(name: str, value: int, low: int, high: int | None = None, high_name: str = "") -> None:
-    if not isinstance(value, (int, np.integer)) or value < low or (high is not None and value > high):
+def _check_int(
+    name: str, value: int, low: int, high: int | None = None, high_name: str = ""
+) -> None:
+    if (
+        not isinstance(value, (int, np.integer))
+        or value < low
+        or (high is not None and value > high)
+    ):
         bound = f" and <= {high_name} ({high})" if high is not None else ""
         raise ConfigError(f"{name}={value!r} is invalid; it must be an integer >= {low}{bound}")
 
@@ -302,33 +334,40 @@ def _no_nan(name: str, arr: np.ndarray) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
         row = int(np.argwhere(bad)[0][0])
-        raise CatalogError(f"column {name!r} has a NaN or infinite value at row {row}; "
-                           "fill or drop that row")
+        raise CatalogError(
+            f"column {name!r} has a NaN or infinite value at row {row}; fill or drop that row"
+        )
 
 
 def _validate(c: Catalog) -> None:
     n = c.embeddings.shape[0]
     if c.embeddings.ndim != 2 or n == 0:
-        raise CatalogError(f"embeddings must be a non-empty (n_items, dim) array, got shape "
-                           f"{c.embeddings.shape}")
+        raise CatalogError(
+            f"embeddings must be a non-empty (n_items, dim) array, got shape {c.embeddings.shape}"
+        )
     for name in ("topic", "quality", "popularity", "creator", "length", "title", "text"):
         if getattr(c, name).shape != (n,):
             raise CatalogError(f"{name} has shape {getattr(c, name).shape}; expected ({n},)")
     if c.topic.min() < 0 or c.topic.max() >= len(c.topic_names):
-        raise CatalogError(f"topic ids span [{c.topic.min()}, {c.topic.max()}] but there are "
-                           f"{len(c.topic_names)} topic names; ids must be 0 .. n_topics - 1")
+        raise CatalogError(
+            f"topic ids span [{c.topic.min()}, {c.topic.max()}] but there are "
+            f"{len(c.topic_names)} topic names; ids must be 0 .. n_topics - 1"
+        )
     if (c.quality.min() < 0) or (c.quality.max() > 1):
         raise CatalogError("quality must lie in [0, 1]; rescale the column")
 
 
 def _topic_names(n_topics: int) -> list[str]:
     base = list(_TOPIC_WORDS)
-    return [base[t] if t < len(base) else f"{base[t % len(base)]} {t // len(base) + 1}"
-            for t in range(n_topics)]
+    return [
+        base[t] if t < len(base) else f"{base[t % len(base)]} {t // len(base) + 1}"
+        for t in range(n_topics)
+    ]
 
 
-def _titles(rng: np.random.Generator, topic: np.ndarray, names: list[str]) -> tuple[np.ndarray,
-                                                                                      np.ndarray]:
+def _titles(
+    rng: np.random.Generator, topic: np.ndarray, names: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
     vocab = list(_TOPIC_WORDS.values())
     n = topic.size
     adj = rng.integers(0, len(_ADJECTIVES), n)

@@ -73,8 +73,9 @@ def uniforms(keys: np.ndarray, counter: np.ndarray | int, purpose: int, n_draws:
     return (bits >> _S11).astype(np.float64) * _TO_UNIT
 
 
-def uniform_pairs(keys: np.ndarray, counter: np.ndarray | int, purpose: int,
-                  n_draws: int) -> np.ndarray:
+def uniform_pairs(
+    keys: np.ndarray, counter: np.ndarray | int, purpose: int, n_draws: int
+) -> np.ndarray:
     """Like `uniforms` but two 32-bit-resolution draws per hash (half the cost), for bulk use
     such as candidate generation. Returns ``(n, n_draws)`` float64 in [0, 1)."""
     ctr = np.atleast_1d(np.asarray(counter).astype(np.uint64))

@@ -29,8 +29,10 @@ def test_synthetic_catalog_is_topic_clustered_and_deterministic() -> None:
     same = a.topic[:, None] == a.topic[None, :]
     assert sims[same].mean() > sims[~same].mean() + 0.4
     # each creator publishes in (mostly) one topic
-    main_share = [np.bincount(a.topic[a.creator == k]).max() / (a.creator == k).sum()
-                  for k in np.unique(a.creator)[:20]]
+    main_share = [
+        np.bincount(a.topic[a.creator == k]).max() / (a.creator == k).sum()
+        for k in np.unique(a.creator)[:20]
+    ]
     assert np.mean(main_share) > 0.9
 
 
@@ -44,7 +46,13 @@ def test_from_table_normalises_and_defaults() -> None:
 
 def test_from_dataframe_with_embedding_column() -> None:
     pd = pytest.importorskip("pandas")
-    df = pd.DataFrame({"topic": [0, 0], "embedding": [[1.0, 0.0], [0.0, 1.0]],
-                       "title": ["a", "b"], "length": [30.0, 60.0]})
+    df = pd.DataFrame(
+        {
+            "topic": [0, 0],
+            "embedding": [[1.0, 0.0], [0.0, 1.0]],
+            "title": ["a", "b"],
+            "length": [30.0, 60.0],
+        }
+    )
     c = Catalog.from_table(df)
     assert c.median_length == 45.0 and list(c.title) == ["a", "b"]

@@ -15,7 +15,8 @@ def test_uniforms_do_not_depend_on_the_batch() -> None:
     np.testing.assert_array_equal(full[[10, 500, 999]], part)
     pairs = rng.uniform_pairs(keys, np.arange(1000), rng.CANDIDATES, 7)
     np.testing.assert_array_equal(
-        pairs[[4, 9]], rng.uniform_pairs(keys[[4, 9]], np.array([4, 9]), rng.CANDIDATES, 7))
+        pairs[[4, 9]], rng.uniform_pairs(keys[[4, 9]], np.array([4, 9]), rng.CANDIDATES, 7)
+    )
 
 
 def test_streams_differ_by_seed_user_counter_and_purpose() -> None:

@@ -36,8 +36,9 @@ def mixed_policy(env: RecoVectorEnv, info: dict, gen: np.random.Generator) -> np
     return np.argsort(dup * 10.0 + gen.random(tp.shape), 1)[:, : env.config.slate_size]
 
 
-def run_policy(policy, users: str = "novelty_seeking", n: int = 300, steps: int = 150,
-               seed: int = 0) -> dict[str, float]:
+def run_policy(
+    policy, users: str = "novelty_seeking", n: int = 300, steps: int = 150, seed: int = 0
+) -> dict[str, float]:
     env = RecoVectorEnv(num_envs=n, users=users, n_items=600, num_candidates=40, slate_size=5)
     _, info = env.reset(seed=seed)
     gen = np.random.default_rng(seed)
@@ -51,8 +52,11 @@ def run_policy(policy, users: str = "novelty_seeking", n: int = 300, steps: int 
         lengths.extend(cur[info["left"]])
         cur[info["left"]] = 0
     per100 = kinds / (n * steps) * 100
-    return {"new": per100[K.SOMETHING_NEW], "less": per100[K.LESS_OF_TOPIC],
-            "session": float(np.mean(lengths))}
+    return {
+        "new": per100[K.SOMETHING_NEW],
+        "less": per100[K.LESS_OF_TOPIC],
+        "session": float(np.mean(lengths)),
+    }
 
 
 def test_one_topic_triggers_something_new_and_shorter_sessions() -> None:
@@ -98,8 +102,9 @@ def test_novelty_seekers_click_novel_items_more_when_propensity_is_high() -> Non
 
 
 def test_novelty_seekers_in_the_env_click_novel_topics_more_in_exploring_sessions() -> None:
-    env = RecoVectorEnv(num_envs=400, users="novelty_seeking", n_items=600, num_candidates=40,
-                        slate_size=5)
+    env = RecoVectorEnv(
+        num_envs=400, users="novelty_seeking", n_items=600, num_candidates=40, slate_size=5
+    )
     _, info = env.reset(seed=3)
     gen = np.random.default_rng(3)
     tallies = {"hi": np.zeros(2), "lo": np.zeros(2)}
@@ -141,7 +146,9 @@ def test_retention_users_return_sooner_after_satisfying_sessions() -> None:
     sat, gaps = np.asarray(sat), np.asarray(gaps)
     lo, hi = np.quantile(sat, [1 / 3, 2 / 3])
     assert gaps[sat >= hi].mean() < gaps[sat <= lo].mean() - 0.2, (
-        gaps[sat >= hi].mean(), gaps[sat <= lo].mean())
+        gaps[sat >= hi].mean(),
+        gaps[sat <= lo].mean(),
+    )
     assert state.churned.mean() > 0.05  # some users churn ...
     churned = state.churned.copy()
     day = state.day.copy()

@@ -8,5 +8,10 @@ from recoworld.agents.base import (
     make_recommender,
 )
 
-__all__ = ["PopularityRecommender", "RandomRecommender", "Recommender", "batch_single",
-           "make_recommender"]
+__all__ = [
+    "PopularityRecommender",
+    "RandomRecommender",
+    "Recommender",
+    "batch_single",
+    "make_recommender",
+]

@@ -29,8 +29,7 @@ class Recommender(Protocol):
     per-user state when a runner drops finished users from its batch.
     """
 
-    def recommend(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Recommendation:
-        ...
+    def recommend(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Recommendation: ...
 
 
 def _slate_size(action_space: spaces.Space[Any]) -> int:
@@ -38,8 +37,10 @@ def _slate_size(action_space: spaces.Space[Any]) -> int:
         return 1
     if isinstance(action_space, spaces.MultiDiscrete):
         return int(action_space.nvec.shape[0])
-    raise ConfigError(f"action space {action_space} is not Discrete/MultiDiscrete; use "
-                      "action_type='indices' for this recommender")
+    raise ConfigError(
+        f"action space {action_space} is not Discrete/MultiDiscrete; use "
+        "action_type='indices' for this recommender"
+    )
 
 
 def _format(idx: np.ndarray, slate_size: int) -> np.ndarray:
@@ -57,8 +58,9 @@ class RandomRecommender:
 
     def __init__(self, action_space: spaces.Space[Any], seed: int | None = None) -> None:
         self.slate_size = _slate_size(action_space)
-        self.k = int(action_space.n if isinstance(action_space, spaces.Discrete)
-                     else action_space.nvec[0])
+        self.k = int(
+            action_space.n if isinstance(action_space, spaces.Discrete) else action_space.nvec[0]
+        )
         self.rng = np.random.default_rng(seed)
 
     def score(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
@@ -87,8 +89,7 @@ class PopularityRecommender:
         memory: shown items remembered per user.
     """
 
-    def __init__(self, action_space: spaces.Space[Any], catalog: Catalog,
-                 memory: int = 30) -> None:
+    def __init__(self, action_space: spaces.Space[Any], catalog: Catalog, memory: int = 30) -> None:
         if memory < 0:
             raise ConfigError(f"memory={memory} must be >= 0")
         self.slate_size = _slate_size(action_space)
@@ -105,8 +106,9 @@ class PopularityRecommender:
                 self._shown = np.full((n, self.memory), -1, np.int64)
             last = np.asarray(info["slate_ids"]).reshape(n, -1)
             keep = self.memory - last.shape[1]
-            self._shown = np.concatenate([last, self._shown[:, :max(keep, 0)]], 1)[
-                :, : self.memory]
+            self._shown = np.concatenate([last, self._shown[:, : max(keep, 0)]], 1)[
+                :, : self.memory
+            ]
             seen = (cand[:, :, None] == self._shown[:, None, :]).any(2)
             score = score - 1e3 * seen
         return score
@@ -131,11 +133,14 @@ class PopularityRecommender:
             self._shown[np.asarray(mask)] = -1
 
 
-def batch_single(obs: dict[str, Any], info: dict[str, Any]) -> tuple[dict[str, np.ndarray],
-                                                                   dict[str, Any]]:
+def batch_single(
+    obs: dict[str, Any], info: dict[str, Any]
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Add a leading user axis to a single env's ``obs`` and ``info``."""
-    return ({k: np.asarray(v)[None] for k, v in obs.items()},
-            {k: np.asarray(v)[None] for k, v in info.items()})
+    return (
+        {k: np.asarray(v)[None] for k, v in obs.items()},
+        {k: np.asarray(v)[None] for k, v in info.items()},
+    )
 
 
 RECOMMENDERS = {"random": RandomRecommender, "popularity": PopularityRecommender}

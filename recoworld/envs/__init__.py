@@ -7,5 +7,12 @@ from recoworld.envs.rewards import RewardWeights
 from recoworld.envs.single import RecoEnv
 from recoworld.envs.vector import RecoVectorEnv
 
-__all__ = ["ENV_KWARGS", "CandidateMix", "EnvConfig", "RecoEnv", "RecoVectorEnv",
-           "RewardWeights", "register_envs"]
+__all__ = [
+    "ENV_KWARGS",
+    "CandidateMix",
+    "EnvConfig",
+    "RecoEnv",
+    "RecoVectorEnv",
+    "RewardWeights",
+    "register_envs",
+]

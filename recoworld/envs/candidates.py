@@ -70,10 +70,10 @@ class CandidateGenerator:
         alias = np.zeros(catalog.n_items, dtype=np.int64)
         for t in range(catalog.n_topics):  # once per catalog, over topics
             if sizes[t]:
-                block = order[starts[t]:starts[t] + sizes[t]]
+                block = order[starts[t] : starts[t] + sizes[t]]
                 a, al = alias_table(catalog.popularity[block])
-                accept[starts[t]:starts[t] + sizes[t]] = a
-                alias[starts[t]:starts[t] + sizes[t]] = al
+                accept[starts[t] : starts[t] + sizes[t]] = a
+                alias[starts[t] : starts[t] + sizes[t]] = al
         self.order, self.sizes, self.starts = order, sizes, starts
         self.rank = np.empty(catalog.n_items, dtype=np.int64)  # position within its topic
         self.rank[order] = np.arange(catalog.n_items) - starts[catalog.topic[order]]
@@ -107,8 +107,9 @@ class CandidateGenerator:
             x = u[:, :ni] * self.sizes[topic]
             jj = x.astype(np.int64)
             pos = self.starts[topic] + jj
-            cand[:, :ni] = np.where(x - jj < self.topic_accept[pos], self.order[pos],
-                                    self.topic_alias_item[pos])
+            cand[:, :ni] = np.where(
+                x - jj < self.topic_accept[pos], self.order[pos], self.topic_alias_item[pos]
+            )
             if not has.all():  # users without clicks get popular items in the interest slots
                 cold = np.flatnonzero(~has)
                 cand[cold, :ni] = self._popular(u[cold, :ni])
@@ -137,4 +138,3 @@ class CandidateGenerator:
             rank = (self.rank[old] + shift) % self.sizes[t]
             cand[r, pos] = self.order[self.starts[t] + rank]
         return cand
-

@@ -55,25 +55,33 @@ class EnvConfig:
 
     def __post_init__(self) -> None:
         if isinstance(self.users, str) and self.users not in PRESETS:
-            raise ConfigError(f"unknown preset {self.users!r}; choose one of {sorted(PRESETS)} "
-                              "or pass a ParametricUser / Population")
+            raise ConfigError(
+                f"unknown preset {self.users!r}; choose one of {sorted(PRESETS)} "
+                "or pass a ParametricUser / Population"
+            )
         for name in ("num_candidates", "slate_size", "horizon_days", "history"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(f"{name}={v!r} must be a positive integer")
         if self.max_episode_steps is not None and (
-                not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1):
-            raise ConfigError(f"max_episode_steps={self.max_episode_steps!r} must be a positive "
-                              "integer or None")
+            not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1
+        ):
+            raise ConfigError(
+                f"max_episode_steps={self.max_episode_steps!r} must be a positive integer or None"
+            )
         n_items = self.catalog.n_items if self.catalog is not None else self.n_items
         if self.catalog is None and (not isinstance(n_items, int) or n_items < 1):
             raise ConfigError(f"n_items={n_items!r} must be a positive integer")
         if self.num_candidates > n_items:
-            raise ConfigError(f"num_candidates={self.num_candidates} exceeds the catalog's "
-                              f"{n_items} items; lower num_candidates or use a larger catalog")
+            raise ConfigError(
+                f"num_candidates={self.num_candidates} exceeds the catalog's "
+                f"{n_items} items; lower num_candidates or use a larger catalog"
+            )
         if self.slate_size > self.num_candidates:
-            raise ConfigError(f"slate_size={self.slate_size} exceeds num_candidates="
-                              f"{self.num_candidates}; a slate is chosen from the candidates")
+            raise ConfigError(
+                f"slate_size={self.slate_size} exceeds num_candidates="
+                f"{self.num_candidates}; a slate is chosen from the candidates"
+            )
         if self.action_type not in ACTION_TYPES:
             raise ConfigError(f"action_type={self.action_type!r}; choose one of {ACTION_TYPES}")
         if not isinstance(self.rewards, RewardWeights):
@@ -82,6 +90,10 @@ class EnvConfig:
     def make_catalog(self) -> Catalog:
         if self.catalog is not None:
             return self.catalog
-        return Catalog.synthetic(self.n_items, n_topics=self.n_topics, dim=self.dim,
-                                 n_creators=min(self.n_creators, self.n_items),
-                                 seed=self.catalog_seed)
+        return Catalog.synthetic(
+            self.n_items,
+            n_topics=self.n_topics,
+            dim=self.dim,
+            n_creators=min(self.n_creators, self.n_items),
+            seed=self.catalog_seed,
+        )

@@ -47,8 +47,9 @@ class World:
         self.catalog: Catalog = config.make_catalog()
         self.population = make_population(config.users)
         self.users = self.population.dynamics
-        self.candidate_gen = CandidateGenerator(self.catalog, config.num_candidates,
-                                                config.candidate_mix)
+        self.candidate_gen = CandidateGenerator(
+            self.catalog, config.num_candidates, config.candidate_mix
+        )
         self.k = config.num_candidates
         self.slate_size = config.slate_size
         self.action_space = self._action_space()
@@ -84,22 +85,28 @@ class World:
             if a.shape != (n, k) or a.dtype.kind not in "fiu" or not np.isfinite(a).all():
                 raise InvalidAction(
                     f"action {_short(a)} is not in the action space {self.action_space}: "
-                    f"expected {n} rows of {k} finite scores")
+                    f"expected {n} rows of {k} finite scores"
+                )
             idx = np.argsort(-a, axis=1, kind="stable")[:, :s]
         else:
             if a.ndim == 1 and s == 1:
                 a = a[:, None]
             if a.dtype.kind == "f" and np.isnan(a).any():
-                raise InvalidAction(f"action {_short(a)} contains NaN; the action space "
-                                    f"{self.action_space} takes integer indices")
+                raise InvalidAction(
+                    f"action {_short(a)} contains NaN; the action space "
+                    f"{self.action_space} takes integer indices"
+                )
             if a.dtype.kind not in "iu" or a.shape != (n, s):
                 raise InvalidAction(
                     f"action {_short(a)} (dtype {a.dtype}, shape {a.shape}) is not in the "
                     f"action space {self.action_space}: give {s} integer candidate indices per "
-                    f"user, shape {(n, s) if s > 1 else (n,)}")
+                    f"user, shape {(n, s) if s > 1 else (n,)}"
+                )
             if a.min() < 0 or a.max() >= k:
-                raise InvalidAction(f"action {_short(a)} has indices outside [0, {k}) of the "
-                                    f"action space {self.action_space}")
+                raise InvalidAction(
+                    f"action {_short(a)} has indices outside [0, {k}) of the "
+                    f"action space {self.action_space}"
+                )
             idx = a
         slate = np.take_along_axis(candidates, idx.astype(np.int64), 1)
         if s > 1:
@@ -115,8 +122,9 @@ class World:
         started here (see `start_next`).
         """
         session, day = state.session.copy(), state.day.copy()
-        u = rng.uniforms(state.key, rng.step_counter(state.session, state.step), rng.STEP,
-                         N_STEP_DRAWS)
+        u = rng.uniforms(
+            state.key, rng.step_counter(state.session, state.step), rng.STEP, N_STEP_DRAWS
+        )
         fb = self.users.respond(state, slate, self.catalog, u)
         self.users.transition(state, slate, fb, self.catalog)
         gap = np.zeros(state.n, np.int64)
@@ -134,10 +142,13 @@ class World:
         """``(n,)`` object array of rendered instruction sentences ("" where none)."""
         out = np.full(fb.leave.shape[0], "", dtype=object)
         for r in np.flatnonzero(fb.instruction_kind):  # only the users that spoke up
-            out[r] = instructions.render(int(fb.instruction_kind[r]),
-                                         int(fb.instruction_topic[r]),
-                                         int(fb.instruction_item[r]), self.catalog,
-                                         int(state_keys[r] % np.uint64(3)))
+            out[r] = instructions.render(
+                int(fb.instruction_kind[r]),
+                int(fb.instruction_topic[r]),
+                int(fb.instruction_item[r]),
+                self.catalog,
+                int(state_keys[r] % np.uint64(3)),
+            )
         return out
 
 
@@ -153,8 +164,11 @@ class EnvCore:
         self.world = World(config)
         self.config = config
         self.n = n
-        self.obs_builder = ObservationBuilder(self.world.catalog, config.num_candidates,
-                                              config.horizon_days if config.multi_session else 1)
+        self.obs_builder = ObservationBuilder(
+            self.world.catalog,
+            config.num_candidates,
+            config.horizon_days if config.multi_session else 1,
+        )
         self.state: UserState | None = None
         self.seeds = np.zeros(n, np.int64)
         self.episode = np.full(n, -1, np.int64)
@@ -185,17 +199,25 @@ class EnvCore:
         assert self.state is not None
         n, s = self.n, self.config.slate_size
         return {
-            "user_id": self.state.user_id.copy(), "session": self.state.session.copy(),
-            "day": self.state.day.copy(), "dt_days": np.zeros(n, np.int64),
-            "candidate_ids": self.candidates.copy(), "slate_ids": np.full((n, s), -1, np.int64),
-            "clicks": np.zeros((n, s), bool), "clicked": np.full(n, -1, np.int64),
-            "watch_time": np.zeros(n, np.float32), "left": np.zeros(n, bool),
-            "return_days": np.full(n, -1, np.int64), "instruction": np.full(n, "", object),
-            "instruction_kind": np.zeros(n, np.int8), "repeats": np.zeros(n, np.int64),
+            "user_id": self.state.user_id.copy(),
+            "session": self.state.session.copy(),
+            "day": self.state.day.copy(),
+            "dt_days": np.zeros(n, np.int64),
+            "candidate_ids": self.candidates.copy(),
+            "slate_ids": np.full((n, s), -1, np.int64),
+            "clicks": np.zeros((n, s), bool),
+            "clicked": np.full(n, -1, np.int64),
+            "watch_time": np.zeros(n, np.float32),
+            "left": np.zeros(n, bool),
+            "return_days": np.full(n, -1, np.int64),
+            "instruction": np.full(n, "", object),
+            "instruction_kind": np.zeros(n, np.int8),
+            "repeats": np.zeros(n, np.int64),
         }
 
-    def step(self, action: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray,
-                                         np.ndarray, dict[str, Any]]:
+    def step(
+        self, action: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every slot; returns batched ``(obs, reward, terminated, truncated, info)``."""
         assert self.state is not None
         cfg, world, state = self.config, self.world, self.state
@@ -223,13 +245,19 @@ class EnvCore:
         clicked_any = fb.clicks.any(1)
         slot = fb.clicks.argmax(1)
         info = {
-            "user_id": state.user_id.copy(), "session": res.session, "day": res.day,
-            "dt_days": dt, "candidate_ids": self.candidates.copy(), "slate_ids": slate,
-            "clicks": fb.clicks, "clicked": np.where(clicked_any, slate[np.arange(self.n), slot],
-                                                      -1),
-            "watch_time": fb.watch_time.sum(1), "left": fb.leave,
+            "user_id": state.user_id.copy(),
+            "session": res.session,
+            "day": res.day,
+            "dt_days": dt,
+            "candidate_ids": self.candidates.copy(),
+            "slate_ids": slate,
+            "clicks": fb.clicks,
+            "clicked": np.where(clicked_any, slate[np.arange(self.n), slot], -1),
+            "watch_time": fb.watch_time.sum(1),
+            "left": fb.leave,
             "return_days": np.where(fb.leave & ~res.churned, res.gap, -1),
             "instruction": world.instruction_texts(state.key, fb),
-            "instruction_kind": fb.instruction_kind, "repeats": repeats,
+            "instruction_kind": fb.instruction_kind,
+            "repeats": repeats,
         }
         return self.observe(), reward, terminated, truncated, info

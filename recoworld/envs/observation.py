@@ -55,12 +55,15 @@ class ObservationBuilder:
     def space(self) -> spaces.Dict:
         """The single-user observation space."""
         d = self.catalog.dim
-        return spaces.Dict({
-            "candidates": _box(np.tile(self._low(self.cand_dim, 0, d), (self.k, 1))),
-            "user": _box(self._low(self.user_dim, self.user_dim - d, self.user_dim)),
-            "instruction": _box(
-                self._low(self.instr_dim, N_INSTRUCTION_KINDS, N_INSTRUCTION_KINDS + 2 * d)),
-        })
+        return spaces.Dict(
+            {
+                "candidates": _box(np.tile(self._low(self.cand_dim, 0, d), (self.k, 1))),
+                "user": _box(self._low(self.user_dim, self.user_dim - d, self.user_dim)),
+                "instruction": _box(
+                    self._low(self.instr_dim, N_INSTRUCTION_KINDS, N_INSTRUCTION_KINDS + 2 * d)
+                ),
+            }
+        )
 
     def _low(self, size: int, lo: int, hi: int) -> np.ndarray:
         low = np.zeros(size, np.float32)
@@ -87,27 +90,36 @@ class ObservationBuilder:
         hist = state.history
         hv = hist >= 0
         mean_click = self.embed[hist + 1].sum(1) / np.maximum(hv.sum(1), 1)[:, None]
-        scalars = np.stack([
-            _squash(state.step.astype(np.float32)),
-            np.minimum(state.day / self.horizon, 1.0),
-            _squash(state.session.astype(np.float32)),
-            state.recent_clicks,
-            state.recent_skips,
-            _squash(state.novel_clicks.astype(np.float32)),
-            _squash(state.familiar_clicks.astype(np.float32)),
-            _squash(state.life_novel.astype(np.float32)),
-            _squash(state.life_familiar.astype(np.float32)),
-        ], 1)
+        scalars = np.stack(
+            [
+                _squash(state.step.astype(np.float32)),
+                np.minimum(state.day / self.horizon, 1.0),
+                _squash(state.session.astype(np.float32)),
+                state.recent_clicks,
+                state.recent_skips,
+                _squash(state.novel_clicks.astype(np.float32)),
+                _squash(state.familiar_clicks.astype(np.float32)),
+                _squash(state.life_novel.astype(np.float32)),
+                _squash(state.life_familiar.astype(np.float32)),
+            ],
+            1,
+        )
         user = np.concatenate([scalars, state.click_mix, np.clip(mean_click, -1, 1)], 1)
         kind = state.instr_kind.astype(np.int64)
         onehot = (kind[:, None] == np.arange(1, N_INSTRUCTION_KINDS + 1)).astype(np.float32)
         active = kind > 0
         age = np.where(active, _squash(state.instr_age.astype(np.float32)), 0.0)
-        instr = np.concatenate([
-            onehot,
-            self.centroids[np.where(active, state.instr_topic + 1, 0)],
-            self.embed[np.where(active, state.instr_item + 1, 0)],
-            age[:, None],
-        ], 1)
-        return {"candidates": cand, "user": user.astype(np.float32),
-                "instruction": instr.astype(np.float32)}
+        instr = np.concatenate(
+            [
+                onehot,
+                self.centroids[np.where(active, state.instr_topic + 1, 0)],
+                self.embed[np.where(active, state.instr_item + 1, 0)],
+                age[:, None],
+            ],
+            1,
+        )
+        return {
+            "candidates": cand,
+            "user": user.astype(np.float32),
+            "instruction": instr.astype(np.float32),
+        }

@@ -11,12 +11,22 @@ from recoworld.envs.rewards import RewardWeights
 RETURN_BONUS = 5.0  # about one session's engagement under the default users (see README)
 
 ENV_KWARGS: dict[str, dict[str, Any]] = {
-    "recoworld/Engagement-v0": {"users": "engagement", "multi_session": False,
-                                "max_episode_steps": 500},
-    "recoworld/NoveltySeeking-v0": {"users": "novelty_seeking", "multi_session": True,
-                                    "horizon_days": 14},
-    "recoworld/Retention-v0": {"users": "retention", "multi_session": True, "horizon_days": 14,
-                               "rewards": RewardWeights(return_bonus=RETURN_BONUS)},
+    "recoworld/Engagement-v0": {
+        "users": "engagement",
+        "multi_session": False,
+        "max_episode_steps": 500,
+    },
+    "recoworld/NoveltySeeking-v0": {
+        "users": "novelty_seeking",
+        "multi_session": True,
+        "horizon_days": 14,
+    },
+    "recoworld/Retention-v0": {
+        "users": "retention",
+        "multi_session": True,
+        "horizon_days": 14,
+        "rewards": RewardWeights(return_bonus=RETURN_BONUS),
+    },
 }
 
 

@@ -41,12 +41,15 @@ class RewardWeights:
         if self.return_tau <= 0:
             raise ConfigError(f"return_tau={self.return_tau} must be > 0 (days)")
 
-    def __call__(self, feedback: Feedback, median_length: float, gap: np.ndarray,
-                 returns: np.ndarray) -> np.ndarray:
+    def __call__(
+        self, feedback: Feedback, median_length: float, gap: np.ndarray, returns: np.ndarray
+    ) -> np.ndarray:
         """Rewards ``(n,)`` float32; ``gap`` ``(n,)`` days to the next session and
         ``returns`` ``(n,)`` bool (the session ended and the user did not churn)."""
-        r = (self.click * feedback.clicks.sum(1)
-             + self.watch * feedback.watch_time.sum(1) / median_length)
+        r = (
+            self.click * feedback.clicks.sum(1)
+            + self.watch * feedback.watch_time.sum(1) / median_length
+        )
         if self.like:
             r = r + self.like * feedback.likes.sum(1)
         if self.return_bonus:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import gymnasium as gym
+import numpy as np
 from gymnasium.error import ResetNeeded
 
 from recoworld.envs.config import EnvConfig
@@ -86,9 +86,9 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], Any]):
         self._needs_reset = True
         self._last_info: dict[str, Any] = {}
 
-    def reset(self, *, seed: int | None = None,
-              options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray],
-                                                               dict[str, Any]]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed)
         first = self.core.state is None
         if seed is not None or first:
@@ -100,8 +100,7 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], Any]):
         self._last_info = _row(self.core.reset_info())
         return _row(self.core.observe()), self._last_info
 
-    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool,
-                                         dict[str, Any]]:
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self._needs_reset:
             raise ResetNeeded("the episode has ended or not started; call reset() before step()")
         obs, reward, term, trunc, info = self.core.step(np.asarray(action)[None])
@@ -114,8 +113,10 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], Any]):
             return None
         i = self._last_info
         titles = [str(self.catalog.title[x]) if x >= 0 else "-" for x in i["slate_ids"]]
-        return (f"user {i['user_id']} session {i['session']} day {i['day']}: "
-                f"{titles} clicked={i['clicked']} {i['instruction']}")
+        return (
+            f"user {i['user_id']} session {i['session']} day {i['day']}: "
+            f"{titles} clicked={i['clicked']} {i['instruction']}"
+        )
 
 
 def _row(batch: dict[str, Any]) -> dict[str, Any]:

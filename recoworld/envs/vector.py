@@ -34,15 +34,24 @@ class RecoVectorEnv(VectorEnv):
     ``instruction`` is an object array of strings ("" where none).
     """
 
-    def __init__(self, num_envs: int = 1, autoreset_mode: str | AutoresetMode = "next_step",
-                 render_mode: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_envs: int = 1,
+        autoreset_mode: str | AutoresetMode = "next_step",
+        render_mode: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         if not isinstance(num_envs, int) or num_envs < 1:
             raise ConfigError(f"num_envs={num_envs!r} must be a positive integer")
-        mode = _MODES.get(autoreset_mode, autoreset_mode) if isinstance(
-            autoreset_mode, str) else autoreset_mode
+        mode = (
+            _MODES.get(autoreset_mode, autoreset_mode)
+            if isinstance(autoreset_mode, str)
+            else autoreset_mode
+        )
         if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ConfigError(f"autoreset_mode={autoreset_mode!r}; choose 'next_step' or "
-                              "'same_step'")
+            raise ConfigError(
+                f"autoreset_mode={autoreset_mode!r}; choose 'next_step' or 'same_step'"
+            )
         self.metadata = {"autoreset_mode": mode, "render_modes": []}
         self.config = make_config(kwargs)
         self.num_envs = num_envs
@@ -55,9 +64,9 @@ class RecoVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self._autoreset = np.zeros(num_envs, bool)
 
-    def reset(self, *, seed: int | list[int] | None = None,
-              options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray],
-                                                               dict[str, Any]]:
+    def reset(
+        self, *, seed: int | list[int] | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         super().reset(seed=seed if isinstance(seed, int) else None)
         n = self.num_envs
         if seed is None:
@@ -72,8 +81,9 @@ class RecoVectorEnv(VectorEnv):
         self._autoreset[:] = False
         return self.core.observe(), self.core.reset_info()
 
-    def step(self, actions: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray,
-                                          np.ndarray, dict[str, Any]]:
+    def step(
+        self, actions: Any
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         if self.core.state is None:
             from gymnasium.error import ResetNeeded
 
@@ -100,8 +110,9 @@ class RecoVectorEnv(VectorEnv):
             rows = np.flatnonzero(done)
             info["final_obs"] = np.full(self.num_envs, None, object)
             info["_final_obs"] = done.copy()
-            info["final_info"] = {k: v.copy() for k, v in info.items() if k[0] != "_" and
-                                  k not in ("final_obs",)}
+            info["final_info"] = {
+                k: v.copy() for k, v in info.items() if k[0] != "_" and k not in ("final_obs",)
+            }
             info["_final_info"] = done.copy()
             for r in rows:  # only the finished users
                 info["final_obs"][r] = {k: v[r].copy() for k, v in obs.items()}

@@ -19,12 +19,14 @@ class UserModel(Protocol):
     large populations are not copied every step.
     """
 
-    def respond(self, state: UserState, slate: np.ndarray, catalog: Catalog,
-                u: np.ndarray) -> Feedback:
+    def respond(
+        self, state: UserState, slate: np.ndarray, catalog: Catalog, u: np.ndarray
+    ) -> Feedback:
         """Feedback to slates ``(n, L)`` (item ids, -1 = empty slot)."""
         ...
 
-    def transition(self, state: UserState, slate: np.ndarray, feedback: Feedback,
-                   catalog: Catalog) -> None:
+    def transition(
+        self, state: UserState, slate: np.ndarray, feedback: Feedback, catalog: Catalog
+    ) -> None:
         """Apply the consequences of ``feedback`` to ``state`` in place."""
         ...

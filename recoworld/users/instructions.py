@@ -45,10 +45,18 @@ def ignored_instruction(
     unfamiliar = ~np.take_along_axis(familiar, slate_topic, 1) & valid
     like_it = (on_topic & (slate != item[:, None])).any(1)
     return np.select(
-        [kind == K.MORE_OF_TOPIC, kind == K.LESS_OF_TOPIC, kind == K.SOMETHING_NEW,
-         kind == K.MORE_LIKE_ITEM],
-        [share < MORE_OF_MIN_SHARE, share > LESS_OF_MAX_SHARE,
-         unfamiliar.sum(1) / m < NEW_MIN_SHARE, ~like_it],
+        [
+            kind == K.MORE_OF_TOPIC,
+            kind == K.LESS_OF_TOPIC,
+            kind == K.SOMETHING_NEW,
+            kind == K.MORE_LIKE_ITEM,
+        ],
+        [
+            share < MORE_OF_MIN_SHARE,
+            share > LESS_OF_MAX_SHARE,
+            unfamiliar.sum(1) / m < NEW_MIN_SHARE,
+            ~like_it,
+        ],
         default=False,
     )
 
@@ -95,15 +103,22 @@ def choose_instruction(
 
 
 _TEMPLATES: dict[int, tuple[str, ...]] = {
-    K.MORE_OF_TOPIC: ("More {topic} please.", "Can you show me more {topic}?",
-                      "I'm in the mood for {topic}."),
-    K.LESS_OF_TOPIC: ("Less {topic}, please.", "Enough {topic} for now.",
-                      "I'm tired of {topic}."),
-    K.SOMETHING_NEW: ("Something new, please: I've seen a lot of {topic}.",
-                      "Surprise me with something different from {topic}.",
-                      "Show me something I haven't seen before."),
-    K.MORE_LIKE_ITEM: ("More like \"{title}\" please.", "I enjoyed \"{title}\": more like that.",
-                       "Anything similar to \"{title}\"?"),
+    K.MORE_OF_TOPIC: (
+        "More {topic} please.",
+        "Can you show me more {topic}?",
+        "I'm in the mood for {topic}.",
+    ),
+    K.LESS_OF_TOPIC: ("Less {topic}, please.", "Enough {topic} for now.", "I'm tired of {topic}."),
+    K.SOMETHING_NEW: (
+        "Something new, please: I've seen a lot of {topic}.",
+        "Surprise me with something different from {topic}.",
+        "Show me something I haven't seen before.",
+    ),
+    K.MORE_LIKE_ITEM: (
+        'More like "{title}" please.',
+        'I enjoyed "{title}": more like that.',
+        'Anything similar to "{title}"?',
+    ),
 }
 
 
@@ -119,5 +134,9 @@ def render(kind: int, topic: int, item: int, catalog: Catalog, variant: int = 0)
 
 def to_record(kind: int, topic: int, item: int, catalog: Catalog, variant: int = 0) -> Instruction:
     """A typed `Instruction` with its rendered text."""
-    return Instruction(InstructionKind(int(kind)), int(topic), int(item),
-                       render(kind, topic, item, catalog, variant))
+    return Instruction(
+        InstructionKind(int(kind)),
+        int(topic),
+        int(item),
+        render(kind, topic, item, catalog, variant),
+    )

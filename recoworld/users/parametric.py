@@ -27,8 +27,9 @@ def _col(x: np.ndarray | float) -> np.ndarray | float:
     return x[:, None] if isinstance(x, np.ndarray) else x
 
 
-def satisfaction_update(s: np.ndarray, watch: np.ndarray, lam: np.ndarray | float,
-                        expectation: np.ndarray | float) -> np.ndarray:
+def satisfaction_update(
+    s: np.ndarray, watch: np.ndarray, lam: np.ndarray | float, expectation: np.ndarray | float
+) -> np.ndarray:
     """``S <- (1 - lam) S + lam (w * clicked - E_u)``; ``watch`` is 0 without a click."""
     return ((1.0 - lam) * s + lam * (watch - expectation)).astype(np.float32)
 
@@ -67,7 +68,7 @@ class ParametricUser:
         k = 1 + np.floor(u[:, 3] * p.n_interests).astype(np.int64)  # 1 .. n_interests
         w = (0.2 + u[:, 4:7]) * (np.arange(3)[None, :] < k[:, None])
         centre = np.einsum("nk,nkd->nd", w, catalog.topic_centroids[topics])
-        noise = rng.normals(u[:, 60:60 + d], u[:, 60 + d:60 + 2 * d])
+        noise = rng.normals(u[:, 60 : 60 + d], u[:, 60 + d : 60 + 2 * d])
         theta = centre / np.linalg.norm(centre, axis=1, keepdims=True)
         theta = theta + p.interest_noise * noise / np.sqrt(d)
         theta /= np.linalg.norm(theta, axis=1, keepdims=True)
@@ -81,8 +82,9 @@ class ParametricUser:
         state.params.return_mean[rows] = p.return_mean * np.exp(p.return_mean_sd * z2)
 
     # ----------------------------------------------------------------- respond
-    def respond(self, state: UserState, slate: np.ndarray, catalog: Catalog,
-                u: np.ndarray) -> Feedback:
+    def respond(
+        self, state: UserState, slate: np.ndarray, catalog: Catalog, u: np.ndarray
+    ) -> Feedback:
         """Feedback of every user to its slate. Pure: reads ``state``, writes nothing.
 
         Args:
@@ -132,7 +134,7 @@ class ParametricUser:
         e0 = np.exp(z0 - top)
         bounds = np.cumsum(np.concatenate([e0, ex], 1), 1)
         bounds /= bounds[:, -1:]
-        c = np.minimum((bounds <= u[:, D_CHOICE:D_CHOICE + 1]).sum(1), n_slots)
+        c = np.minimum((bounds <= u[:, D_CHOICE : D_CHOICE + 1]).sum(1), n_slots)
         clicked = c > 0
         slot = np.maximum(c - 1, 0)
         clicks = np.zeros((n, n_slots), dtype=bool)
@@ -143,11 +145,22 @@ class ParametricUser:
         w = np.where(clicked, w, 0.0).astype(np.float32)
         like = clicked & (u[:, D_LIKE] < ins.sigmoid(p.gamma0 + p.gamma1 * u_click))
         item_len = catalog.length[ids[np.arange(n), slot]]
-        ignored = ins.ignored_instruction(state.instr_kind, state.instr_topic, state.instr_item,
-                                          ids, topics, valid, state.familiar)
+        ignored = ins.ignored_instruction(
+            state.instr_kind,
+            state.instr_topic,
+            state.instr_item,
+            ids,
+            topics,
+            valid,
+            state.familiar,
+        )
         s_new = satisfaction_update(state.satisfaction, w, p.lam, p.expectation)
-        hazard = ins.sigmoid(p.h0 + p.h_fatigue * (state.step + 1) / p.fatigue_scale
-                             - p.h_sat * s_new + p.h_ignored * ignored)
+        hazard = ins.sigmoid(
+            p.h0
+            + p.h_fatigue * (state.step + 1) / p.fatigue_scale
+            - p.h_sat * s_new
+            + p.h_ignored * ignored
+        )
         leave = u[:, D_LEAVE] < hazard
         # instructions: boredom and low satisfaction make a staying user speak up
         urge = ins.sigmoid(p.i0 - p.i_sat * s_new + p.i_bore * state.exposure.max(1))
@@ -159,9 +172,16 @@ class ParametricUser:
             rows = np.flatnonzero(speak)
             mean_aff = np.where(valid, aff, 0.0).sum(1) / np.maximum(m, 1)
             kind[rows], itopic[rows], iitem[rows] = ins.choose_instruction(
-                rows, state.exposure, state.propensity, state.theta, mean_aff,
-                state.last_enjoyed, np.broadcast_to(p.bore_level, (n,)),
-                np.broadcast_to(p.low_affinity, (n,)), catalog)
+                rows,
+                state.exposure,
+                state.propensity,
+                state.theta,
+                mean_aff,
+                state.last_enjoyed,
+                np.broadcast_to(p.bore_level, (n,)),
+                np.broadcast_to(p.low_affinity, (n,)),
+                catalog,
+            )
         return Feedback(
             clicks=clicks,
             watch_fraction=np.where(clicks, w[:, None], 0.0).astype(np.float32),
@@ -176,8 +196,9 @@ class ParametricUser:
         )
 
     # -------------------------------------------------------------- transition
-    def transition(self, state: UserState, slate: np.ndarray, feedback: Feedback,
-                   catalog: Catalog) -> None:
+    def transition(
+        self, state: UserState, slate: np.ndarray, feedback: Feedback, catalog: Catalog
+    ) -> None:
         """Update every user's state after its feedback, in place (drift, exposure,
         satisfaction, fatigue, history, instruction). Session ends are handled by
         `recoworld.users.sessions.end_sessions`."""
@@ -198,8 +219,11 @@ class ParametricUser:
         onehot = (ctopic[:, None] == np.arange(n_topics)) & clicked[:, None]
         # interest drift on a click, anchored to the interest the user was born with
         e = catalog.embeddings[item0]
-        drift = state.theta + _col(p.eta) * (e - state.theta) + _col(p.eta0) * (
-            state.theta0 - state.theta)
+        drift = (
+            state.theta
+            + _col(p.eta) * (e - state.theta)
+            + _col(p.eta0) * (state.theta0 - state.theta)
+        )
         drift /= np.linalg.norm(drift, axis=1, keepdims=True)
         state.theta[clicked] = drift[clicked]
         # exposure counts consumption more than mere display

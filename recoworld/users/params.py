@@ -114,19 +114,41 @@ class UserParams:
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or math.isnan(float(v)):
                 raise ConfigError(f"UserParams.{f.name}={v!r} must be a number")
-        positive = ("tau", "fatigue_scale", "return_mean", "exposure_recovery_days", "kappa",
-                    "novelty_a", "novelty_b", "instruct_steps", "max_gap")
+        positive = (
+            "tau",
+            "fatigue_scale",
+            "return_mean",
+            "exposure_recovery_days",
+            "kappa",
+            "novelty_a",
+            "novelty_b",
+            "instruct_steps",
+            "max_gap",
+        )
         for name in positive:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"UserParams.{name}={getattr(self, name)} must be > 0")
         unit = ("rho", "alpha_exp", "lam", "instruct_threshold")
         for name in unit:
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"UserParams.{name}={getattr(self, name)} is a probability or "
-                                  "share and must lie in [0, 1]")
-        nonneg = ("beta_rep", "beta_bore", "beta_sim", "beta_pos", "watch_noise", "eta", "eta0",
-                  "expectation_sd", "return_mean_sd", "interest_noise", "kappa_sat",
-                  "kappa_stale")
+                raise ConfigError(
+                    f"UserParams.{name}={getattr(self, name)} is a probability or "
+                    "share and must lie in [0, 1]"
+                )
+        nonneg = (
+            "beta_rep",
+            "beta_bore",
+            "beta_sim",
+            "beta_pos",
+            "watch_noise",
+            "eta",
+            "eta0",
+            "expectation_sd",
+            "return_mean_sd",
+            "interest_noise",
+            "kappa_sat",
+            "kappa_stale",
+        )
         for name in nonneg:
             if getattr(self, name) < 0:
                 raise ConfigError(f"UserParams.{name}={getattr(self, name)} must be >= 0")
@@ -137,8 +159,10 @@ class UserParams:
         """A copy with some parameters changed (validated)."""
         unknown = set(changes) - {f.name for f in fields(self)}
         if unknown:
-            raise ConfigError(f"unknown user parameters {sorted(unknown)}; valid names: "
-                              f"{[f.name for f in fields(self)]}")
+            raise ConfigError(
+                f"unknown user parameters {sorted(unknown)}; valid names: "
+                f"{[f.name for f in fields(self)]}"
+            )
         return dataclasses.replace(self, **changes)
 
     def as_dict(self) -> dict[str, float]:
@@ -148,8 +172,9 @@ class UserParams:
     def stack(segments: list[UserParams], segment_of_user: np.ndarray) -> UserParams:
         """Per-user arrays ``(n,)`` float32: row u gets segment ``segment_of_user[u]``'s values."""
         values = {
-            f.name: np.asarray([float(getattr(s, f.name)) for s in segments],
-                               dtype=np.float32)[segment_of_user]
+            f.name: np.asarray([float(getattr(s, f.name)) for s in segments], dtype=np.float32)[
+                segment_of_user
+            ]
             for f in fields(UserParams)
         }
         return UserParams(**values)

@@ -11,8 +11,8 @@ import numpy as np
 from recoworld import rng
 from recoworld.catalog import Catalog
 from recoworld.errors import ConfigError
-from recoworld.users.params import UserParams
 from recoworld.users.parametric import ParametricUser
+from recoworld.users.params import UserParams
 from recoworld.users.sessions import start_sessions
 from recoworld.users.state import UserState
 
@@ -36,12 +36,15 @@ class Population:
             raise ConfigError("a Population needs at least one segment")
         for s in self.segments:
             if not isinstance(s, ParametricUser):
-                raise ConfigError(f"segment {s!r} is not a ParametricUser; LLM segments join "
-                                  "through recoworld.users.llm")
+                raise ConfigError(
+                    f"segment {s!r} is not a ParametricUser; LLM segments join "
+                    "through recoworld.users.llm"
+                )
         w = self.weights or tuple(1.0 for _ in self.segments)
         if len(w) != len(self.segments) or any(x < 0 for x in w) or sum(w) <= 0:
-            raise ConfigError(f"weights {w} must be {len(self.segments)} non-negative numbers "
-                              "with a positive sum")
+            raise ConfigError(
+                f"weights {w} must be {len(self.segments)} non-negative numbers with a positive sum"
+            )
         object.__setattr__(self, "weights", tuple(float(x) / sum(w) for x in w))
 
     @classmethod
@@ -53,8 +56,13 @@ class Population:
         """The model whose rules step every user (parameters are per-user arrays)."""
         return self.segments[0]
 
-    def sample_keys(self, keys: np.ndarray, user_ids: np.ndarray, catalog: Catalog,
-                    history: int = DEFAULT_HISTORY) -> UserState:
+    def sample_keys(
+        self,
+        keys: np.ndarray,
+        user_ids: np.ndarray,
+        catalog: Catalog,
+        history: int = DEFAULT_HISTORY,
+    ) -> UserState:
         """Users with the given stream keys, each at the start of its first session.
 
         Args:
@@ -68,8 +76,9 @@ class Population:
         """
         n = keys.shape[0]
         u = rng.uniforms(keys, 1, rng.SAMPLE, 1)[:, 0]
-        segment = np.minimum(np.searchsorted(np.cumsum(self.weights), u, side="right"),
-                             len(self.segments) - 1)
+        segment = np.minimum(
+            np.searchsorted(np.cumsum(self.weights), u, side="right"), len(self.segments) - 1
+        )
         params = UserParams.stack([s.params for s in self.segments], segment)
         state = UserState.empty(n, catalog.dim, catalog.n_topics, history, params)
         state.key[:] = keys
@@ -82,8 +91,9 @@ class Population:
         start_sessions(state, np.arange(n))
         return state
 
-    def sample(self, rng_: np.random.Generator, n: int, catalog: Catalog,
-               history: int = DEFAULT_HISTORY) -> UserState:
+    def sample(
+        self, rng_: np.random.Generator, n: int, catalog: Catalog, history: int = DEFAULT_HISTORY
+    ) -> UserState:
         """n users whose stream keys are drawn from ``rng_`` (ids 0 .. n-1)."""
         if n < 1:
             raise ConfigError(f"n={n} users; ask for at least 1")
@@ -92,26 +102,33 @@ class Population:
 
     # --------------------------------------------------------------- JSON I/O
     def to_json(self) -> str:
-        return json.dumps({
-            "segments": [{"name": s.name, "params": s.params.as_dict()} for s in self.segments],
-            "weights": list(self.weights),
-        }, indent=2)
+        return json.dumps(
+            {
+                "segments": [{"name": s.name, "params": s.params.as_dict()} for s in self.segments],
+                "weights": list(self.weights),
+            },
+            indent=2,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> Population:
         data = json.loads(text)
         try:
-            segs = tuple(ParametricUser(UserParams(**s["params"]), name=s.get("name", "custom"))
-                         for s in data["segments"])
+            segs = tuple(
+                ParametricUser(UserParams(**s["params"]), name=s.get("name", "custom"))
+                for s in data["segments"]
+            )
         except (KeyError, TypeError) as exc:
-            raise ConfigError(f"population JSON is malformed ({exc}); expected "
-                              '{"segments": [{"name":..., "params": {...}}], "weights": [...]}'
-                              ) from exc
+            raise ConfigError(
+                f"population JSON is malformed ({exc}); expected "
+                '{"segments": [{"name":..., "params": {...}}], "weights": [...]}'
+            ) from exc
         return cls(segs, tuple(data.get("weights", ())))
 
 
-def make_population(users: str | ParametricUser | Population | Sequence[ParametricUser]
-                    ) -> Population:
+def make_population(
+    users: str | ParametricUser | Population | Sequence[ParametricUser],
+) -> Population:
     """A population from a preset name, a model, a population or a list of models."""
     from recoworld.users.presets import preset
 

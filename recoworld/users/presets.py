@@ -8,8 +8,8 @@ Figures quoted in each docstring were printed by ``benchmarks/user_magnitudes.py
 from __future__ import annotations
 
 from recoworld.errors import ConfigError
-from recoworld.users.params import UserParams
 from recoworld.users.parametric import ParametricUser
+from recoworld.users.params import UserParams
 
 
 def engagement(**overrides: float) -> ParametricUser:

@@ -20,8 +20,9 @@ def staleness(session_mix: np.ndarray, past_mix: np.ndarray) -> np.ndarray:
     return np.where(den > 0, num / np.maximum(den, 1e-12), 0.0)
 
 
-def end_sessions(state: UserState, rows: np.ndarray, u: np.ndarray) -> tuple[np.ndarray,
-                                                                                np.ndarray]:
+def end_sessions(
+    state: UserState, rows: np.ndarray, u: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """End the sessions of users ``rows``: draw the gap and churn, in place.
 
     The gap is ``1 + Geometric`` with mean ``return_mean * exp(-kappa_sat S + kappa_stale z)``;
