@@ -126,7 +126,7 @@ class Catalog:
 
     @cached_property
     def topic_centroids(self) -> np.ndarray:
-        """``(n_topics, dim)`` float32 unit mean embedding of each topic (zeros for empty topics)."""
+        """``(n_topics, dim)`` float32 unit mean embedding per topic (zeros for empty topics)."""
         sums = np.zeros((self.n_topics, self.dim), dtype=np.float64)
         np.add.at(sums, self.topic, self.embeddings)
         norms = np.linalg.norm(sums, axis=1, keepdims=True)

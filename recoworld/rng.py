@@ -133,7 +133,7 @@ def gamma(shape: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def beta(a: np.ndarray, b: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """Beta(a, b) draws as X / (X + Y) with X, Y gamma; ``u`` is ``(n, 2 * m)`` (m = 25 is ample)."""
+    """Beta(a, b) draws as X / (X + Y), X and Y gamma; ``u`` is ``(n, 2 m)``, m = 25 is ample."""
     half = u.shape[1] // 2
     x = gamma(a, u[:, :half])
     y = gamma(b, u[:, half:])

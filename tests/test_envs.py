@@ -6,11 +6,13 @@ The last section checks the checks: deliberately broken envs must fail them.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -215,7 +217,16 @@ def test_sb3_check_env_action_variants(extra):
 
 
 # -------------------------------------------------------------------- quickstart
-def test_readme_quickstart_single():
+def test_readme_quickstart_block_runs(capsys):
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Quickstart", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert code, "README.md has no python block under '## Quickstart'"
+    exec(compile(code.group(1), "README.md#quickstart", "exec"), {})
+    assert capsys.readouterr().out.strip(), "the quickstart prints nothing"
+
+
+def test_quickstart_single():
     env = gym.make("recoworld:recoworld/Retention-v0")
     obs, info = env.reset(seed=0)
     total, users = 0.0, {info["user_id"]}
@@ -229,7 +240,7 @@ def test_readme_quickstart_single():
     assert env.observation_space.contains(obs)
 
 
-def test_readme_quickstart_vector():
+def test_quickstart_vector():
     envs = gym.make_vec(
         "recoworld/Retention-v0", num_envs=16, vectorization_mode="vector_entry_point"
     )
