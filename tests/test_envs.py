@@ -300,6 +300,21 @@ class LeakyEnv(RecoEnv):
         return {**obs, "novelty": np.full(1, 0.5, np.float32)}, *rest
 
 
+class SatisfactionLeakEnv(RecoEnv):
+    """Writes the hidden satisfaction into the first user column."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        observe = self.core.observe
+
+        def leaky() -> dict[str, np.ndarray]:
+            obs = observe()
+            obs["user"][:, 0] = np.clip(self.core.state.satisfaction, 0, 1)
+            return obs
+
+        self.core.observe = leaky
+
+
 class EndlessEnv(RecoEnv):
     """Lets the agent step on after the episode ended."""
 
@@ -358,6 +373,7 @@ def broken_id():
     ("env_cls", "message"),
     [
         (LeakyEnv, "leak hidden user state"),
+        (SatisfactionLeakEnv, "depends on the hidden user state 'satisfaction'"),
         (EndlessEnv, "did not raise gymnasium.error.ResetNeeded"),
     ],
 )

@@ -108,7 +108,7 @@ class World:
                     f"action space {self.action_space}"
                 )
             idx = a
-        slate = np.take_along_axis(candidates, idx.astype(np.int64), 1)
+        slate = candidates[np.arange(n)[:, None], idx]
         if s > 1:
             dup = ((slate[:, :, None] == slate[:, None, :]) & np.tri(s, s, -1, bool)).any(2)
             slate[dup] = -1

@@ -6,6 +6,7 @@ single envs, and `check_determinism` proves that a seed fixes a trajectory bit f
 """
 
 from recoworld.testing.checks import (
+    HIDDEN_STATE,
     INFO_KEYS,
     OBS_KEYS,
     check_determinism,
@@ -15,6 +16,7 @@ from recoworld.testing.checks import (
 )
 
 __all__ = [
+    "HIDDEN_STATE",
     "INFO_KEYS",
     "OBS_KEYS",
     "check_determinism",

@@ -37,6 +37,9 @@ INFO_KEYS = (
 )
 """Info keys every recoworld env returns from ``reset`` and ``step``."""
 
+HIDDEN_STATE = ("theta", "theta0", "novelty", "propensity", "exposure", "satisfaction", "past_mix")
+"""`UserState` fields no observation may depend on (USER_MODEL.md's hidden state)."""
+
 _INT_KEYS = ("user_id", "session", "day", "dt_days", "clicked", "return_days", "repeats")
 MAX_EPISODE_STEPS = 100_000  # bound on the search for an episode's end (ResetNeeded check)
 
@@ -78,8 +81,9 @@ def check_env(
     space, finite float32 and have exactly the keys `OBS_KEYS`; info has `INFO_KEYS` with the
     right shapes; ``candidate_ids`` are distinct item ids in the catalog, are what the
     observation shows and what the next action indexes (``slate_ids``); clicks, ``clicked``
-    and ``repeats`` agree with the slate; rewards are finite. Finally stepping a finished
-    episode must raise `ResetNeeded` and a seed must fix the first observation.
+    and ``repeats`` agree with the slate; rewards are finite. Then: the observation must not
+    move when the hidden user state (`HIDDEN_STATE`) is scrambled, stepping a finished
+    episode must raise `ResetNeeded`, and a seed must fix the first observation.
 
     Args:
         env_or_id: an env, or an id made with ``gym.make(id, **kwargs)``.
@@ -102,11 +106,12 @@ def check_env(
         gym_check_env(raw, skip_render_check=True)
         k, slate_size = _check_spaces(raw)
         repeated = _check_rollout(raw, seed, n_steps, k, slate_size)
+        _check_hidden_state_not_observed(raw, seed)
         _check_reset_needed(raw, seed)
         _check_same_seed(raw, seed)
         # Raised last, so that a failure here also tells that every other check passed.
         if repeated:
-            raise AssertionError(repeated)
+            raise AssertionError(f"{repeated} (every other check passed)")
     finally:
         if isinstance(env_or_id, str):
             env.close()
@@ -315,6 +320,26 @@ def _check_slate(
     )
 
 
+def _check_hidden_state_not_observed(raw: gym.Env[Any, Any], seed: int) -> None:
+    """Scramble each hidden user field of a batched-core env; the observation must not move."""
+    core = getattr(raw, "core", None)
+    state = getattr(core, "state", None)
+    if state is None or not hasattr(core, "observe"):
+        return  # not a batched-core env: the key check above is all we can do
+    rng = np.random.default_rng(seed)
+    before = core.observe()
+    for name in HIDDEN_STATE:
+        value = getattr(state, name, None)
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            continue
+        setattr(state, name, rng.uniform(-1, 1, value.shape).astype(value.dtype))
+        try:
+            diff = _diff(before, core.observe(), "observation")
+        finally:
+            setattr(state, name, value)
+        assert diff is None, f"the observation depends on the hidden user state {name!r}: {diff}"
+
+
 def _check_reset_needed(raw: gym.Env[Any, Any], seed: int) -> None:
     rng = np.random.default_rng(seed + 1)
     raw.reset(seed=seed + 1)
@@ -358,7 +383,8 @@ def check_vector_matches_single(
 
     The vector env (``gym.make_vec(..., vectorization_mode="vector_entry_point")``) is reset
     with ``seed`` and single env ``i`` with ``seed + i``; both get the same random actions.
-    Observations, rewards, terminated, truncated and every info key must be bit-identical.
+    Observations, rewards, terminated, truncated and every key of the single env's info must
+    be bit-identical.
     When slot ``i``'s episode ends, the single env is reset without a seed (its next user):
     in next-step mode the vector's next step must return that reset (reward 0, not done); in
     same-step mode the vector returns it at once, with the finished step's observation and
@@ -464,7 +490,7 @@ def _assert_slot(
 ) -> None:
     diff = _diff({k: v[i] for k, v in vobs.items()}, obs, "observation")
     assert diff is None, f"{where}: vector != single: {diff}"
-    for key in INFO_KEYS:
+    for key in (*INFO_KEYS, *(k for k in info if k not in INFO_KEYS)):
         assert key in vinfo, f"{where}: vector info lacks {key!r}"
         diff = _diff(vinfo[key][i], info[key], f"info[{key!r}]")
         assert diff is None, f"{where}: vector != single: {diff}"
@@ -480,7 +506,8 @@ def _assert_final(
     )
     diff = _diff(vinfo["final_obs"][i], obs, "final_obs")
     assert diff is None, f"{where}: vector != single: {diff}"
-    for key in INFO_KEYS:
+    for key in (*INFO_KEYS, *(k for k in info if k not in INFO_KEYS)):
+        assert key in vinfo["final_info"], f"{where}: vector final_info lacks {key!r}"
         diff = _diff(vinfo["final_info"][key][i], info[key], f"final_info[{key!r}]")
         assert diff is None, f"{where}: vector != single: {diff}"
 

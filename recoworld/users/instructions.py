@@ -39,10 +39,12 @@ def ignored_instruction(
     Returns:
         ``(n,)`` bool, False for users without an active instruction.
     """
+    if not kind.any():  # the common case: no active instruction
+        return np.zeros(kind.shape, bool)
     m = np.maximum(valid.sum(1), 1)
     on_topic = (slate_topic == topic[:, None]) & valid
     share = on_topic.sum(1) / m
-    unfamiliar = ~np.take_along_axis(familiar, slate_topic, 1) & valid
+    unfamiliar = ~familiar[np.arange(kind.shape[0])[:, None], slate_topic] & valid
     like_it = (on_topic & (slate != item[:, None])).any(1)
     return np.select(
         [

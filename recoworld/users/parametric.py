@@ -110,7 +110,7 @@ class ParametricUser:
         hemb = catalog.embeddings[np.where(hvalid, hist, 0)]  # (n, H, d)
         sim_h = np.where(hvalid[:, None, :], np.matmul(emb, hemb.transpose(0, 2, 1)), -2.0)
         novelty = np.where(hvalid.any(1)[:, None], 1.0 - sim_h.max(2), 1.0)
-        bore = np.take_along_axis(state.exposure, topics, 1)
+        bore = state.exposure[np.arange(n)[:, None], topics]
         repeat = (ids[:, :, None] == hist[:, None, :]).any(2)
         m = valid.sum(1)
         total = np.einsum("nld,nl->nd", emb, valid.astype(np.float32))
@@ -128,7 +128,7 @@ class ParametricUser:
         # multinomial logit over the valid slots plus "no click"
         tau = _col(p.tau)
         logits = np.where(valid, utility / tau, -np.inf)
-        z0 = np.broadcast_to(_col(p.u0 / p.tau), (n, 1))
+        z0 = np.zeros((n, 1)) + _col(p.u0 / p.tau)
         top = np.maximum(logits.max(1, keepdims=True), z0)
         ex = np.exp(logits - top)
         e0 = np.exp(z0 - top)
