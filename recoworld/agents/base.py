@@ -7,6 +7,7 @@ Recommenders are always batched: ``obs`` is a dict of arrays with a leading user
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -143,15 +144,46 @@ def batch_single(
     )
 
 
-RECOMMENDERS = {"random": RandomRecommender, "popularity": PopularityRecommender}
+RecommenderFactory = Callable[[Any, "int | None"], Recommender]
+RECOMMENDERS: dict[str, RecommenderFactory] = {}
+
+
+def register_recommender(name: str, factory: RecommenderFactory) -> None:
+    """Make ``make_recommender(name, env, seed)`` build ``factory(env, seed)``."""
+    RECOMMENDERS[name] = factory
+
+
+def env_action_space(env: Any) -> spaces.Space[Any]:
+    """The single-user action space of a single or vector env."""
+    return getattr(env, "single_action_space", None) or env.action_space
 
 
 def make_recommender(name: str, env: Any, seed: int | None = None) -> Recommender:
-    """A core recommender by name for ``env`` (single or vector); unknown names list the valid
-    ones."""
-    space = getattr(env, "single_action_space", None) or env.action_space
-    if name == "random":
-        return RandomRecommender(space, seed)
-    if name == "popularity":
-        return PopularityRecommender(space, env.unwrapped.catalog)
-    raise ConfigError(f"unknown recommender {name!r}; choose one of {sorted(RECOMMENDERS)}")
+    """A registered recommender by name for ``env`` (single or vector); unknown names list the
+    valid ones."""
+    _load_builtin_agents()
+    try:
+        factory = RECOMMENDERS[name]
+    except KeyError:
+        raise ConfigError(
+            f"unknown recommender {name!r}; choose one of {sorted(RECOMMENDERS)}"
+        ) from None
+    return factory(env, seed)
+
+
+def _load_builtin_agents() -> None:
+    """Import the agent modules that register themselves (lazily, to keep imports light)."""
+    import importlib
+
+    for module in BUILTIN_AGENT_MODULES:
+        importlib.import_module(module)
+
+
+# modules under recoworld.agents that call register_recommender at import time
+BUILTIN_AGENT_MODULES: list[str] = []
+
+register_recommender("random", lambda env, seed: RandomRecommender(env_action_space(env), seed))
+register_recommender(
+    "popularity",
+    lambda env, seed: PopularityRecommender(env_action_space(env), env.unwrapped.catalog),
+)
