@@ -10,8 +10,6 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,33 +33,9 @@ ENV_IDS = sorted(i for i in gym.registry if i.startswith("recoworld/"))
 # Extra arguments an id needs to be made at all (e.g. a log path); none so far.
 ID_KWARGS: dict[str, dict[str, Any]] = {}
 
-BUG_REPEATED_CANDIDATES = (
-    "library bug: info['candidate_ids'] repeats items (envs/candidates.py "
-    "CandidateGenerator._dedupe replaces a duplicate once, by another item of the same topic, "
-    "and the replacement can collide again); e.g. check_env('recoworld/Engagement-v0', "
-    "n_items=300, num_candidates=20, slate_size=3) fails at step 12 with 200, 210, 263 repeated"
-)
-BUG_STEP_CAP = (
-    "library bug: gym.make(id, max_episode_steps=N) wraps the env in TimeLimit (whose "
-    "truncated is also True on a terminating step) while make_vec passes N to EnvConfig (core "
-    "truncates only if not terminated), so vector != single when a user leaves at step N"
-)
-
 
 def kwargs_for(env_id: str, **extra: Any) -> dict[str, Any]:
     return {**SMALL, **ID_KWARGS.get(env_id, {}), **extra}
-
-
-@contextmanager
-def only_failing_with(text: str) -> Iterator[None]:
-    """Let an AssertionError containing ``text`` through (the known bug an xfail marker names);
-    turn any other AssertionError into a plain failure, so the xfail cannot hide it."""
-    try:
-        yield
-    except AssertionError as exc:
-        if text not in str(exc):
-            pytest.fail(f"failed for another reason than the known bug: {exc}")
-        raise
 
 
 def test_every_preset_id_is_registered():
@@ -73,11 +47,9 @@ def test_every_preset_id_is_registered():
 
 
 # ------------------------------------------------------------------ the three checks
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_REPEATED_CANDIDATES)
 @pytest.mark.parametrize("env_id", ENV_IDS)
 def test_check_env(env_id):
-    with only_failing_with("are not distinct"):
-        check_env(env_id, **kwargs_for(env_id))
+    check_env(env_id, **kwargs_for(env_id))
 
 
 @pytest.mark.parametrize("autoreset_mode", ["next_step", "same_step"])
@@ -116,12 +88,10 @@ def test_vector_matches_single_with_a_step_cap_that_never_meets_a_leave(autorese
     assert ended > 0
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_STEP_CAP)
 def test_vector_matches_single_when_the_step_cap_meets_a_leave():
-    with only_failing_with("truncated"):
-        check_vector_matches_single(
-            "recoworld/Engagement-v0", n_steps=150, max_episode_steps=5, **SMALL
-        )
+    check_vector_matches_single(
+        "recoworld/Engagement-v0", n_steps=150, max_episode_steps=5, **SMALL
+    )
 
 
 def test_vector_slot_i_is_the_single_env_seeded_seed_plus_i():
@@ -136,12 +106,10 @@ def test_vector_slot_i_is_the_single_env_seeded_seed_plus_i():
 
 
 # --------------------------------------------------------------- action variants
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_REPEATED_CANDIDATES)
 def test_scores_action_type_passes_check_env():
-    with only_failing_with("are not distinct"):
-        check_env(
-            "recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", action_type="scores")
-        )
+    check_env(
+        "recoworld/Engagement-v0", **kwargs_for("recoworld/Engagement-v0", action_type="scores")
+    )
 
 
 def test_scores_action_space_and_vector_match():
@@ -178,10 +146,8 @@ def test_slate_size_one_gives_a_discrete_action_space():
     assert step_info["slate_ids"].shape == (1,)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=BUG_REPEATED_CANDIDATES)
 def test_slate_size_one_passes_check_env():
-    with only_failing_with("are not distinct"):
-        check_env("recoworld/Retention-v0", **kwargs_for("recoworld/Retention-v0", slate_size=1))
+    check_env("recoworld/Retention-v0", **kwargs_for("recoworld/Retention-v0", slate_size=1))
 
 
 def test_slate_size_one_vector_matches_single():

@@ -1,10 +1,11 @@
 """Candidate generation: K item ids per user in O(K), keyed by observable click history only.
 
 Three sources fill fixed shares of the K slots: *interest* (up to five topics drawn from the
-user's decaying clicked-topic mix, then items from those topics' popularity alias tables), *popular*
+user's decaying clicked-topic mix, then items from those topics' alias tables over tempered
+popularity, ``sqrt(popularity)``, so retrieval reaches past each topic's few hits), *popular*
 (the catalog-wide popularity alias table) and *random* (uniform). Users with no clicks yet get
-popular items in the interest slots. Duplicates within a row are replaced by a deterministic
-function of the duplicate and its slot, so the result is still a pure function of the user's
+popular items in the interest slots. Repeats within a row are replaced by other items of the
+same topic, deterministically, so rows are distinct and still a pure function of the user's
 draws.
 """
 
@@ -49,6 +50,7 @@ class CandidateMix:
             raise ConfigError(f"candidate mix {vals} must be three shares in [0, 1] summing to 1")
 
 
+MAX_DEDUPE_ROUNDS = 8
 TOPIC_BLOCKS = 5  # interest slots share this many topic draws per user (slot j uses j % 5)
 
 
@@ -71,7 +73,7 @@ class CandidateGenerator:
         for t in range(catalog.n_topics):  # once per catalog, over topics
             if sizes[t]:
                 block = order[starts[t] : starts[t] + sizes[t]]
-                a, al = alias_table(catalog.popularity[block])
+                a, al = alias_table(np.sqrt(catalog.popularity[block]))  # tempered
                 accept[starts[t] : starts[t] + sizes[t]] = a
                 alias[starts[t] : starts[t] + sizes[t]] = al
         self.order, self.sizes, self.starts = order, sizes, starts
@@ -122,19 +124,48 @@ class CandidateGenerator:
         return np.where(x - j < self.pop_accept[j], j, self.pop_alias[j])
 
     def _dedupe(self, cand: np.ndarray) -> np.ndarray:
-        """Replace repeats within a row by another item of the same topic (one pass)."""
+        """Replace repeats within a row by other items of the same topic.
+
+        Each round moves every repeat to the next item of its topic (in popularity-table order,
+        offset by the round) and re-checks only the rows that had repeats. Repeats left after
+        ``MAX_DEDUPE_ROUNDS`` (a topic smaller than its share of the row) take the first items
+        missing from the row (a short loop over those rare rows, e.g. with tiny catalogs).
+        """
         k = cand.shape[1]
         kind = np.int32 if self.catalog.n_items * k < 2**31 else np.int64
-        srt = np.sort((cand * k + np.arange(k)).astype(kind), 1)  # item and slot, one key
-        item = srt // k
-        dup = np.zeros(cand.shape, dtype=bool)
-        dup[:, 1:] = item[:, 1:] == item[:, :-1]
-        if dup.any():
+        slot = np.arange(k, dtype=kind)
+        rows = np.arange(cand.shape[0])
+        for round_ in range(MAX_DEDUPE_ROUNDS + 1):
+            sub = cand[rows]
+            srt = np.sort(sub.astype(kind) * k + slot, 1)  # item and slot in one key
+            item = srt // k
+            dup = item[:, 1:] == item[:, :-1]
+            if not dup.any():
+                return cand
+            # the j-th repeat of an item in a row moves j places (distinct within the run)
+            idx = np.arange(1, k)
+            run = idx - np.maximum.accumulate(np.where(dup, 0, idx), axis=1)
             r, c = np.nonzero(dup)
-            pos = (srt[r, c] % k).astype(np.int64)
-            old = cand[r, pos]
+            pos = (srt[r, c + 1] % k).astype(np.int64)
+            if round_ == MAX_DEDUPE_ROUNDS:
+                for row in np.unique(rows[r]):  # rare: the catalog is too small for the rule
+                    cand[row] = _distinct(cand[row], self.catalog.n_items)
+                return cand
+            old = sub[r, pos]
             t = self.catalog.topic[old]
-            shift = 1 + (old * 40503 + pos * 2654435761) % np.maximum(self.sizes[t] - 1, 1)
-            rank = (self.rank[old] + shift) % self.sizes[t]
-            cand[r, pos] = self.order[self.starts[t] + rank]
+            rank = (self.rank[old] + run[r, c] + round_ * k) % self.sizes[t]
+            sub[r, pos] = self.order[self.starts[t] + rank]
+            cand[rows] = sub
+            rows = rows[np.unique(r)]
         return cand
+
+
+def _distinct(row: np.ndarray, n_items: int) -> np.ndarray:
+    """``row`` with later repeats replaced by the smallest item ids it lacks."""
+    _, first = np.unique(row, return_index=True)
+    keep = np.zeros(row.size, bool)
+    keep[first] = True
+    missing = np.setdiff1d(np.arange(n_items), row)[: (~keep).sum()]
+    out = row.copy()
+    out[~keep] = missing
+    return out

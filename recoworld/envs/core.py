@@ -157,6 +157,9 @@ def _short(a: np.ndarray) -> str:
     return text if len(text) < 120 else text[:117] + "..."
 
 
+BLOCK = 2048  # users stepped together; larger batches are processed block by block
+
+
 class EnvCore:
     """n episode slots over one `World`: reset, step, autoreset bookkeeping, info."""
 
@@ -192,8 +195,17 @@ class EnvCore:
         self.candidates[rows] = self.world.candidates(users)
 
     def observe(self) -> dict[str, np.ndarray]:
+        """Fresh observations of every slot, built block by block (cache-sized temporaries)."""
         assert self.state is not None
-        return self.obs_builder.build(self.state, self.candidates)
+        out = self.obs_builder.allocate(self.n)
+        for blk in self._blocks():
+            self.obs_builder.build(
+                self.state.take(blk), self.candidates[blk], {k: v[blk] for k, v in out.items()}
+            )
+        return out
+
+    def _blocks(self) -> list[slice]:
+        return [slice(lo, min(lo + BLOCK, self.n)) for lo in range(0, self.n, BLOCK)]
 
     def reset_info(self) -> dict[str, Any]:
         assert self.state is not None
@@ -215,19 +227,38 @@ class EnvCore:
             "repeats": np.zeros(n, np.int64),
         }
 
-    def step(
-        self, action: Any
-    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
-        """Step every slot; returns batched ``(obs, reward, terminated, truncated, info)``."""
+    def step(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """Step every slot; returns batched ``(reward, terminated, truncated, info)``.
+
+        The observation is built separately (`observe`), after any autoreset. Users are stepped
+        in blocks of at most ``BLOCK`` rows (views into the state), so temporaries stay small;
+        every rule is per user, so blocking does not change any result.
+        """
         assert self.state is not None
-        cfg, world, state = self.config, self.world, self.state
-        slate, repeats = world.slate(action, self.candidates)
+        slate, repeats = self.world.slate(action, self.candidates)
+        self.ep_steps += 1
+        parts = [self._step_block(blk, slate[blk]) for blk in self._blocks()]
+        if len(parts) == 1:
+            out = parts[0]
+        else:
+            out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+        reward, terminated, truncated = (
+            out.pop("reward"),
+            out.pop("terminated"),
+            out.pop("truncated"),
+        )
+        out["repeats"] = repeats
+        return reward, terminated, truncated, out
+
+    def _step_block(self, blk: slice, slate: np.ndarray) -> dict[str, np.ndarray]:
+        cfg, world = self.config, self.world
+        state = self.state.take(blk)  # views: updates write through
+        n = state.n
         res = world.advance(state, slate)
         fb = res.feedback
         returns = fb.leave & ~res.churned
         reward = cfg.rewards(fb, world.catalog.median_length, res.gap, returns)
-        self.ep_steps += 1
-        dt = np.zeros(self.n, np.int64)
+        dt = np.zeros(n, np.int64)
         if cfg.multi_session:
             terminated = res.churned.copy()
             truncated = returns & (state.day + res.gap >= cfg.horizon_days)
@@ -238,26 +269,28 @@ class EnvCore:
                 dt[rows] = res.gap[rows]
         else:
             terminated = fb.leave.copy()
-            truncated = np.zeros(self.n, bool)
+            truncated = np.zeros(n, bool)
         if cfg.max_episode_steps is not None:
-            truncated |= ~terminated & (self.ep_steps >= cfg.max_episode_steps)
-        self.candidates = world.candidates(state)
+            # as gymnasium's TimeLimit: the cap truncates even a step that also terminates
+            truncated |= self.ep_steps[blk] >= cfg.max_episode_steps
+        self.candidates[blk] = world.candidates(state)
         clicked_any = fb.clicks.any(1)
         slot = fb.clicks.argmax(1)
-        info = {
+        return {
+            "reward": reward,
+            "terminated": terminated,
+            "truncated": truncated,
             "user_id": state.user_id.copy(),
             "session": res.session,
             "day": res.day,
             "dt_days": dt,
-            "candidate_ids": self.candidates.copy(),
+            "candidate_ids": self.candidates[blk].copy(),
             "slate_ids": slate,
             "clicks": fb.clicks,
-            "clicked": np.where(clicked_any, slate[np.arange(self.n), slot], -1),
+            "clicked": np.where(clicked_any, slate[np.arange(n), slot], -1),
             "watch_time": fb.watch_time.sum(1),
             "left": fb.leave,
-            "return_days": np.where(fb.leave & ~res.churned, res.gap, -1),
+            "return_days": np.where(returns, res.gap, -1),
             "instruction": world.instruction_texts(state.key, fb),
             "instruction_kind": fb.instruction_kind,
-            "repeats": repeats,
         }
-        return self.observe(), reward, terminated, truncated, info

@@ -70,18 +70,34 @@ class ObservationBuilder:
         low[lo:hi] = -1.0
         return low
 
-    def build(self, state: UserState, candidates: np.ndarray) -> dict[str, np.ndarray]:
+    def allocate(self, n: int) -> dict[str, np.ndarray]:
+        """Uninitialised observation arrays for n users."""
+        return {
+            "candidates": np.empty((n, self.k, self.cand_dim), np.float32),
+            "user": np.empty((n, self.user_dim), np.float32),
+            "instruction": np.empty((n, self.instr_dim), np.float32),
+        }
+
+    def build(
+        self,
+        state: UserState,
+        candidates: np.ndarray,
+        out: dict[str, np.ndarray] | None = None,
+    ) -> dict[str, np.ndarray]:
         """Observations of n users.
 
         Args:
             state: the users; candidates: ``(n, K)`` item ids.
+            out: arrays to fill (e.g. row slices of a larger batch); fresh ones when None.
 
         Returns:
             ``{"candidates": (n, K, dim + 5), "user": (n, user_dim), "instruction":
-            (n, instr_dim)}``, fresh float32 arrays.
+            (n, instr_dim)}`` float32.
         """
         n = state.n
-        cand = np.take(self.table, candidates, axis=0)
+        out = self.allocate(n) if out is None else out
+        cand = out["candidates"]
+        np.take(self.table, candidates, axis=0, out=cand, mode="clip")
         t = self.catalog.n_topics
         flat = np.take(self.catalog.topic, candidates) + (np.arange(n) * t)[:, None]
         c = self.n_item_cols
@@ -89,9 +105,12 @@ class ObservationBuilder:
         cand[:, :, c + 1] = np.take(state.seen_mix.reshape(-1), flat)
         hist = state.history
         hv = hist >= 0
-        mean_click = self.embed[hist + 1].sum(1) / np.maximum(hv.sum(1), 1)[:, None]
-        scalars = np.stack(
-            [
+        mean_click = (
+            np.take(self.embed, hist + 1, axis=0).sum(1) / np.maximum(hv.sum(1), 1)[:, None]
+        )
+        user = out["user"]
+        for j, col in enumerate(
+            (
                 _squash(state.step.astype(np.float32)),
                 np.minimum(state.day / self.horizon, 1.0),
                 _squash(state.session.astype(np.float32)),
@@ -101,25 +120,18 @@ class ObservationBuilder:
                 _squash(state.familiar_clicks.astype(np.float32)),
                 _squash(state.life_novel.astype(np.float32)),
                 _squash(state.life_familiar.astype(np.float32)),
-            ],
-            1,
-        )
-        user = np.concatenate([scalars, state.click_mix, np.clip(mean_click, -1, 1)], 1)
+            )
+        ):
+            user[:, j] = col
+        user[:, N_USER_SCALARS : N_USER_SCALARS + t] = state.click_mix
+        user[:, N_USER_SCALARS + t :] = np.clip(mean_click, -1, 1)
         kind = state.instr_kind.astype(np.int64)
-        onehot = (kind[:, None] == np.arange(1, N_INSTRUCTION_KINDS + 1)).astype(np.float32)
         active = kind > 0
-        age = np.where(active, _squash(state.instr_age.astype(np.float32)), 0.0)
-        instr = np.concatenate(
-            [
-                onehot,
-                self.centroids[np.where(active, state.instr_topic + 1, 0)],
-                self.embed[np.where(active, state.instr_item + 1, 0)],
-                age[:, None],
-            ],
-            1,
-        )
-        return {
-            "candidates": cand,
-            "user": user.astype(np.float32),
-            "instruction": instr.astype(np.float32),
-        }
+        d = self.catalog.dim
+        instr = out["instruction"]
+        instr[:, :N_INSTRUCTION_KINDS] = kind[:, None] == np.arange(1, N_INSTRUCTION_KINDS + 1)
+        k0 = N_INSTRUCTION_KINDS
+        instr[:, k0 : k0 + d] = self.centroids[np.where(active, state.instr_topic + 1, 0)]
+        instr[:, k0 + d : k0 + 2 * d] = self.embed[np.where(active, state.instr_item + 1, 0)]
+        instr[:, -1] = np.where(active, _squash(state.instr_age.astype(np.float32)), 0.0)
+        return out

@@ -103,10 +103,11 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], Any]):
     def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         if self._needs_reset:
             raise ResetNeeded("the episode has ended or not started; call reset() before step()")
-        obs, reward, term, trunc, info = self.core.step(np.asarray(action)[None])
+        reward, term, trunc, info = self.core.step(np.asarray(action)[None])
         self._needs_reset = bool(term[0] or trunc[0])
         self._last_info = _row(info)
-        return _row(obs), float(reward[0]), bool(term[0]), bool(trunc[0]), self._last_info
+        obs = _row(self.core.observe())
+        return obs, float(reward[0]), bool(term[0]), bool(trunc[0]), self._last_info
 
     def render(self) -> str | None:
         if self.render_mode != "ansi" or not self._last_info:

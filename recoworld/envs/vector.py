@@ -91,13 +91,12 @@ class RecoVectorEnv(VectorEnv):
         mode = self.metadata["autoreset_mode"]
         if mode == AutoresetMode.NEXT_STEP and self._autoreset.any():
             actions = self._safe_actions(actions)
-        obs, reward, term, trunc, info = self.core.step(actions)
+        reward, term, trunc, info = self.core.step(actions)
         done = term | trunc
         if mode == AutoresetMode.NEXT_STEP:
             rows = np.flatnonzero(self._autoreset)
             if rows.size:
                 self.core.reset_rows(rows)
-                obs = self.core.observe()
                 fresh = self.core.reset_info()
                 for key, v in info.items():
                     v[rows] = fresh[key][rows]
@@ -114,14 +113,16 @@ class RecoVectorEnv(VectorEnv):
                 k: v.copy() for k, v in info.items() if k[0] != "_" and k not in ("final_obs",)
             }
             info["_final_info"] = done.copy()
-            for r in rows:  # only the finished users
-                info["final_obs"][r] = {k: v[r].copy() for k, v in obs.items()}
+            last = self.core.obs_builder.build(
+                self.core.state.take(rows), self.core.candidates[rows]
+            )
+            for j, r in enumerate(rows):  # only the finished users
+                info["final_obs"][r] = {k: v[j] for k, v in last.items()}
             self.core.reset_rows(rows)
-            obs = self.core.observe()
             fresh = self.core.reset_info()
             for key in fresh:
                 info[key][rows] = fresh[key][rows]
-        return obs, reward, term, trunc, info
+        return self.core.observe(), reward, term, trunc, info
 
     def _safe_actions(self, actions: Any) -> np.ndarray:
         """Replace the ignored actions of slots about to reset by a valid one."""
