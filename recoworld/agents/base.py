@@ -176,11 +176,19 @@ def _load_builtin_agents() -> None:
     import importlib
 
     for module in BUILTIN_AGENT_MODULES:
-        importlib.import_module(module)
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:  # a module not written yet, or a missing extra
+            if exc.name != module:
+                raise
 
 
 # modules under recoworld.agents that call register_recommender at import time
-BUILTIN_AGENT_MODULES: list[str] = []
+BUILTIN_AGENT_MODULES: list[str] = [
+    "recoworld.agents.baselines",
+    "recoworld.agents.bandits",
+    "recoworld.agents.instruction",
+]
 
 register_recommender("random", lambda env, seed: RandomRecommender(env_action_space(env), seed))
 register_recommender(

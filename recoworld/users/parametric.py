@@ -81,6 +81,48 @@ class ParametricUser:
         z2 = rng.normals(u[:, 59], u[:, 58])
         state.params.return_mean[rows] = p.return_mean * np.exp(p.return_mean_sd * z2)
 
+    # ----------------------------------------------------------------- utility
+    def item_utility(self, state: UserState, items: np.ndarray, catalog: Catalog) -> np.ndarray:
+        """Hidden utility of each item shown alone at the top slot (no position bias, no slate
+        similarity): what the oracle recommender ranks by. Never observed by recommenders.
+
+        Args:
+            state: n users; items: ``(n, m)`` item ids (>= 0).
+
+        Returns:
+            ``(n, m)`` float utilities, on the scale of ``u0`` (the no-click utility).
+        """
+        emb = np.take(catalog.embeddings, items, axis=0)
+        aff = np.einsum("nld,nd->nl", emb, state.theta)
+        return self._item_utility(state, items, emb, catalog.topic[items], aff, catalog)
+
+    def _item_utility(
+        self,
+        state: UserState,
+        ids: np.ndarray,
+        emb: np.ndarray,
+        topics: np.ndarray,
+        aff: np.ndarray,
+        catalog: Catalog,
+    ) -> np.ndarray:
+        """Affinity, quality, novelty, boredom and repetition terms of USER_MODEL.md."""
+        p = state.params
+        n = ids.shape[0]
+        hist = state.history
+        hvalid = hist >= 0
+        hemb = np.take(catalog.embeddings, np.where(hvalid, hist, 0), axis=0)  # (n, H, d)
+        sim_h = np.where(hvalid[:, None, :], np.matmul(emb, hemb.transpose(0, 2, 1)), -2.0)
+        novelty = np.where(hvalid.any(1)[:, None], 1.0 - sim_h.max(2), 1.0)
+        bore = state.exposure[np.arange(n)[:, None], topics]
+        repeat = (ids[:, :, None] == hist[:, None, :]).any(2)
+        return (
+            _col(p.beta_aff) * aff
+            + _col(p.beta_q) * catalog.quality[ids]
+            + _col(p.beta_nov * (2.0 * state.propensity - 1.0)) * novelty
+            - _col(p.beta_bore) * bore
+            - _col(p.beta_rep) * repeat
+        )
+
     # ----------------------------------------------------------------- respond
     def respond(
         self, state: UserState, slate: np.ndarray, catalog: Catalog, u: np.ndarray
@@ -102,26 +144,15 @@ class ParametricUser:
         n, n_slots = slate.shape
         valid = slate >= 0
         ids = np.where(valid, slate, 0)
-        emb = catalog.embeddings[ids]  # (n, L, d)
+        emb = np.take(catalog.embeddings, ids, axis=0)  # (n, L, d)
         topics = catalog.topic[ids]
         aff = np.einsum("nld,nd->nl", emb, state.theta)
-        hist = state.history
-        hvalid = hist >= 0
-        hemb = catalog.embeddings[np.where(hvalid, hist, 0)]  # (n, H, d)
-        sim_h = np.where(hvalid[:, None, :], np.matmul(emb, hemb.transpose(0, 2, 1)), -2.0)
-        novelty = np.where(hvalid.any(1)[:, None], 1.0 - sim_h.max(2), 1.0)
-        bore = state.exposure[np.arange(n)[:, None], topics]
-        repeat = (ids[:, :, None] == hist[:, None, :]).any(2)
         m = valid.sum(1)
         total = np.einsum("nld,nl->nd", emb, valid.astype(np.float32))
         pair = np.einsum("nld,nd->nl", emb, total) - 1.0
         mean_sim = np.where(m[:, None] > 1, pair / np.maximum(m - 1, 1)[:, None], 0.0)
         utility = (
-            _col(p.beta_aff) * aff
-            + _col(p.beta_q) * catalog.quality[ids]
-            + _col(p.beta_nov * (2.0 * state.propensity - 1.0)) * novelty
-            - _col(p.beta_bore) * bore
-            - _col(p.beta_rep) * repeat
+            self._item_utility(state, ids, emb, topics, aff, catalog)
             - _col(p.beta_sim) * mean_sim
             - _col(p.beta_pos) * np.log1p(np.arange(n_slots))[None, :]
         )
