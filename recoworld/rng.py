@@ -128,6 +128,8 @@ def gamma(shape: np.ndarray, u: np.ndarray) -> np.ndarray:
         take = ok & ~done
         out[take] = d[take] * v[take]
         done |= ok
+        if done.all():  # later attempts would change nothing
+            break
     last = np.maximum(u[:, -1], 1e-300)
     return np.where(boost, out * last ** (1.0 / a), out)
 
