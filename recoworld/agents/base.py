@@ -59,9 +59,10 @@ class RandomRecommender:
 
     def __init__(self, action_space: spaces.Space[Any], seed: int | None = None) -> None:
         self.slate_size = _slate_size(action_space)
-        self.k = int(
-            action_space.n if isinstance(action_space, spaces.Discrete) else action_space.nvec[0]
-        )
+        if isinstance(action_space, spaces.Discrete):
+            self.k = int(action_space.n)
+        else:
+            self.k = int(action_space.nvec[0])  # type: ignore[attr-defined]
         self.rng = np.random.default_rng(seed)
 
     def score(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:

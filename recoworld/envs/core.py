@@ -252,6 +252,7 @@ class EnvCore:
 
     def _step_block(self, blk: slice, slate: np.ndarray) -> dict[str, np.ndarray]:
         cfg, world = self.config, self.world
+        assert self.state is not None
         state = self.state.take(blk)  # views: updates write through
         n = state.n
         res = world.advance(state, slate)

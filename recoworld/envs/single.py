@@ -81,7 +81,7 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], Any]):
         self.core = EnvCore(self.config, 1)
         self.catalog = self.core.world.catalog
         self.action_space = self.core.world.action_space
-        self.observation_space = self.core.obs_builder.space()
+        self.observation_space = self.core.obs_builder.space()  # type: ignore[assignment]
         self.render_mode = render_mode
         self._needs_reset = True
         self._last_info: dict[str, Any] = {}

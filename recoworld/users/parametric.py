@@ -112,7 +112,8 @@ class ParametricUser:
         hvalid = hist >= 0
         hemb = np.take(catalog.embeddings, np.where(hvalid, hist, 0), axis=0)  # (n, H, d)
         sim_h = np.where(hvalid[:, None, :], np.matmul(emb, hemb.transpose(0, 2, 1)), -2.0)
-        novelty = np.where(hvalid.any(1)[:, None], 1.0 - sim_h.max(2), 1.0)
+        has_hist = np.asarray(hvalid.any(1))
+        novelty = np.where(has_hist[:, None], 1.0 - sim_h.max(2), 1.0)
         bore = state.exposure[np.arange(n)[:, None], topics]
         repeat = (ids[:, :, None] == hist[:, None, :]).any(2)
         return (
@@ -247,7 +248,7 @@ class ParametricUser:
         share = np.bincount(flat, minlength=n * n_topics).reshape(n, n_topics)
         share = share / np.maximum(valid.sum(1), 1)[:, None]
         ctopic = catalog.topic[item0]
-        onehot = (ctopic[:, None] == np.arange(n_topics)) & clicked[:, None]
+        onehot = (ctopic[:, None] == np.arange(n_topics)) & np.asarray(clicked)[:, None]
         # interest drift on a click, anchored to the interest the user was born with
         e = catalog.embeddings[item0]
         drift = (
@@ -270,7 +271,7 @@ class ParametricUser:
         state.life_familiar += clicked & ~novel
         state.familiar |= onehot
         shifted = np.concatenate([item[:, None], state.history[:, :-1]], 1)
-        state.history[:] = np.where(clicked[:, None], shifted, state.history)
+        state.history[:] = np.where(np.asarray(clicked)[:, None], shifted, state.history)
         state.last_enjoyed[:] = np.where(clicked & (w > ENJOYED), item, state.last_enjoyed)
         state.session_mix += onehot
         state.click_mix *= OBS_DECAY

@@ -179,7 +179,7 @@ class UserParams:
         }
         return UserParams(**values)
 
-    def take_rows(self, idx: np.ndarray) -> UserParams:
+    def take_rows(self, idx: np.ndarray | slice) -> UserParams:
         """Rows ``idx`` of per-user arrays."""
         return UserParams(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
 

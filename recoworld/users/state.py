@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -110,9 +111,9 @@ class UserState:
             churned=np.zeros(n, bool),
         )
 
-    def take(self, idx: np.ndarray) -> UserState:
-        """A new state holding rows ``idx`` (copies)."""
-        out = {}
+    def take(self, idx: np.ndarray | slice) -> UserState:
+        """A new state holding rows ``idx``: copies for an index array, views for a slice."""
+        out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
             out[f.name] = v.take_rows(idx) if isinstance(v, UserParams) else v[idx]
