@@ -29,7 +29,7 @@ import numpy as np
 
 from recoworld import metrics, rng
 from recoworld.agents.base import Recommender, make_recommender
-from recoworld.envs.core import StepResult, World
+from recoworld.envs.core import World
 from recoworld.envs.observation import ObservationBuilder
 from recoworld.envs.registry import ENV_KWARGS
 from recoworld.envs.single import make_config
@@ -77,19 +77,6 @@ SUMMARY_METRICS: dict[str, tuple[str, str]] = {
 
 _LABEL = re.compile(r"[A-Za-z0-9_.-]+")
 # info keys a recommender sees that are the previous step's log columns (see EnvCore.step)
-_INFO_FROM_LOG = (
-    "user_id",
-    "session",
-    "day",
-    "slate_ids",
-    "clicks",
-    "clicked",
-    "watch_time",
-    "left",
-    "return_days",
-    "instruction",
-    "instruction_kind",
-)
 
 
 @dataclass
@@ -227,53 +214,6 @@ class _Runner:
         self.median = world.catalog.median_length
         self.cap = self.config.max_episode_steps or np.iinfo(np.int32).max
 
-    def _first_info(self, sub: UserState, dt_days: np.ndarray) -> dict[str, Any]:
-        """The ``info`` of a session's first step (no previous slate: -1s and zeros)."""
-        n, s = sub.n, self.world.slate_size
-        return {
-            "user_id": sub.user_id.copy(),
-            "session": sub.session.copy(),
-            "day": sub.day.copy(),
-            "dt_days": dt_days.astype(np.int64),
-            "slate_ids": np.full((n, s), -1, np.int64),
-            "clicks": np.zeros((n, s), bool),
-            "clicked": np.full(n, -1, np.int64),
-            "watch_time": np.zeros(n, np.float32),
-            "left": np.zeros(n, bool),
-            "return_days": np.full(n, -1, np.int64),
-            "instruction": np.full(n, "", object),
-            "instruction_kind": np.zeros(n, np.int8),
-            "repeats": np.zeros(n, np.int64),
-        }
-
-    def _record(
-        self, sub: UserState, res: StepResult, step: np.ndarray, cand: np.ndarray, out: Any
-    ) -> dict[str, Any]:
-        """One step of every user in ``sub`` as the log's columns (see `replay.schema`)."""
-        fb, slate = res.feedback, res.slate
-        returns = fb.leave & ~res.churned
-        clicked = fb.clicks.any(1)
-        return {
-            "user_id": sub.user_id,
-            "session": res.session,
-            "day": res.day,
-            "step": step,
-            "candidate_ids": cand,
-            "slate_ids": slate,
-            "propensity": out.propensity,
-            "clicks": fb.clicks,
-            "clicked": np.where(clicked, slate[np.arange(sub.n), fb.clicks.argmax(1)], -1),
-            "watch_time": fb.watch_time.sum(1),
-            "watch_fraction": fb.watch_fraction.sum(1),  # at most one click per step
-            "liked": fb.likes.any(1),
-            "left": fb.leave,
-            "return_days": np.where(returns, res.gap, -1),
-            "churned": res.churned,
-            "reward": self.config.rewards(fb, self.median, res.gap, returns),
-            "instruction": self.world.instruction_texts(sub.key, fb),
-            "instruction_kind": fb.instruction_kind,
-        }
-
     def run_day(
         self,
         rec: Recommender,
@@ -295,7 +235,8 @@ class _Runner:
         world, embeddings = self.world, self.world.catalog.embeddings
         stats = _DayStats(rows.size)
         sub = state.take(rows)
-        info = self._first_info(sub, dt_days)
+        info = world.start_info(sub, world.candidates(sub))
+        info["dt_days"] = dt_days.astype(np.int64)
         if hasattr(rec, "reset"):
             rec.reset()
         while rows.size:
@@ -307,16 +248,20 @@ class _Runner:
             step = sub.step.copy()
             res = world.advance(sub, slate)
             fb = res.feedback
+            record = {
+                **world.record(sub, res),
+                "step": step,
+                "candidate_ids": cand,
+                "propensity": out.propensity,
+            }
+            next_info = {**record, "dt_days": np.zeros(sub.n, np.int64), "repeats": repeats}
             if hasattr(rec, "update"):
-                rec.update(obs, info, out.action, fb)
-            record = self._record(sub, res, step, cand, out)
+                rec.update(obs, info, out.action, next_info)
             ild = metrics.intra_list_diversity(embeddings[np.maximum(slate, 0)], slate >= 0)
             stats.add(record, ild, self.median)
             if writer is not None:
                 writer.append({"recommender": label, **record})
-            info = {k: record[k] for k in _INFO_FROM_LOG}
-            info["dt_days"] = np.zeros(sub.n, np.int64)
-            info["repeats"] = repeats
+            info = next_info
             # The step cap is a safety net: an overlong session ends and resumes the next day.
             done = fb.leave | (sub.step >= self.cap)
             if done.any():

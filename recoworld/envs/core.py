@@ -31,7 +31,6 @@ class StepResult:
     """What one batched step produced (arrays over the n users stepped)."""
 
     slate: np.ndarray  # (n, L) item ids shown, -1 for a repeat shown once
-    repeats: np.ndarray  # (n,)
     feedback: Feedback
     gap: np.ndarray  # (n,) days until the next session (0 if the session goes on)
     churned: np.ndarray  # (n,) bool, churned at this step
@@ -132,11 +131,66 @@ class World:
         if fb.leave.any():
             rows = np.flatnonzero(fb.leave)
             gap[rows], churned[rows] = end_sessions(state, rows, u[rows])
-        return StepResult(slate, np.zeros(state.n, np.int64), fb, gap, churned, session, day)
+        return StepResult(slate, fb, gap, churned, session, day)
 
     @staticmethod
     def start_next(state: UserState, rows: np.ndarray, gap: np.ndarray) -> None:
         begin_next(state, rows, gap)
+
+    def record(self, state: UserState, res: StepResult) -> dict[str, np.ndarray]:
+        """What a log row holds about each user's step (and the feedback part of ``info``).
+
+        Args:
+            state: the users after `advance`; res: what `advance` returned.
+
+        Returns:
+            Arrays with a leading user axis: user_id, session, day, slate_ids, clicks, clicked,
+            watch_time, watch_fraction, liked, left, return_days (-1 unless the session ended
+            and the user returns), churned, reward, instruction (text), instruction_kind.
+        """
+        fb, slate = res.feedback, res.slate
+        returns = fb.leave & ~res.churned
+        clicked = fb.clicks.any(1)
+        return {
+            "user_id": state.user_id.copy(),
+            "session": res.session,
+            "day": res.day,
+            "slate_ids": slate,
+            "clicks": fb.clicks,
+            "clicked": np.where(clicked, slate[np.arange(state.n), fb.clicks.argmax(1)], -1),
+            "watch_time": fb.watch_time.sum(1),
+            "watch_fraction": fb.watch_fraction.sum(1),  # at most one click per step
+            "liked": fb.likes.any(1),
+            "left": fb.leave,
+            "return_days": np.where(returns, res.gap, -1),
+            "churned": res.churned,
+            "reward": self.config.rewards(fb, self.catalog.median_length, res.gap, returns),
+            "instruction": self.instruction_texts(state.key, fb),
+            "instruction_kind": fb.instruction_kind,
+        }
+
+    def start_info(self, state: UserState, candidates: np.ndarray) -> dict[str, np.ndarray]:
+        """The ``info`` at a session's first observation: no slate shown yet."""
+        n, s = state.n, self.slate_size
+        return {
+            "user_id": state.user_id.copy(),
+            "session": state.session.copy(),
+            "day": state.day.copy(),
+            "dt_days": np.zeros(n, np.int64),
+            "candidate_ids": candidates.copy(),
+            "slate_ids": np.full((n, s), -1, np.int64),
+            "clicks": np.zeros((n, s), bool),
+            "clicked": np.full(n, -1, np.int64),
+            "watch_time": np.zeros(n, np.float32),
+            "watch_fraction": np.zeros(n, np.float32),
+            "liked": np.zeros(n, bool),
+            "left": np.zeros(n, bool),
+            "return_days": np.full(n, -1, np.int64),
+            "churned": np.zeros(n, bool),
+            "instruction": np.full(n, "", object),
+            "instruction_kind": np.zeros(n, np.int8),
+            "repeats": np.zeros(n, np.int64),
+        }
 
     def instruction_texts(self, state_keys: np.ndarray, fb: Feedback) -> np.ndarray:
         """``(n,)`` object array of rendered instruction sentences ("" where none)."""
@@ -209,23 +263,7 @@ class EnvCore:
 
     def reset_info(self) -> dict[str, Any]:
         assert self.state is not None
-        n, s = self.n, self.config.slate_size
-        return {
-            "user_id": self.state.user_id.copy(),
-            "session": self.state.session.copy(),
-            "day": self.state.day.copy(),
-            "dt_days": np.zeros(n, np.int64),
-            "candidate_ids": self.candidates.copy(),
-            "slate_ids": np.full((n, s), -1, np.int64),
-            "clicks": np.zeros((n, s), bool),
-            "clicked": np.full(n, -1, np.int64),
-            "watch_time": np.zeros(n, np.float32),
-            "left": np.zeros(n, bool),
-            "return_days": np.full(n, -1, np.int64),
-            "instruction": np.full(n, "", object),
-            "instruction_kind": np.zeros(n, np.int8),
-            "repeats": np.zeros(n, np.int64),
-        }
+        return self.world.start_info(self.state, self.candidates)
 
     def step(self, action: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Step every slot; returns batched ``(reward, terminated, truncated, info)``.
@@ -258,7 +296,7 @@ class EnvCore:
         res = world.advance(state, slate)
         fb = res.feedback
         returns = fb.leave & ~res.churned
-        reward = cfg.rewards(fb, world.catalog.median_length, res.gap, returns)
+        info = world.record(state, res)
         dt = np.zeros(n, np.int64)
         if cfg.multi_session:
             terminated = res.churned.copy()
@@ -275,23 +313,6 @@ class EnvCore:
             # as gymnasium's TimeLimit: the cap truncates even a step that also terminates
             truncated |= self.ep_steps[blk] >= cfg.max_episode_steps
         self.candidates[blk] = world.candidates(state)
-        clicked_any = fb.clicks.any(1)
-        slot = fb.clicks.argmax(1)
-        return {
-            "reward": reward,
-            "terminated": terminated,
-            "truncated": truncated,
-            "user_id": state.user_id.copy(),
-            "session": res.session,
-            "day": res.day,
-            "dt_days": dt,
-            "candidate_ids": self.candidates[blk].copy(),
-            "slate_ids": slate,
-            "clicks": fb.clicks,
-            "clicked": np.where(clicked_any, slate[np.arange(n), slot], -1),
-            "watch_time": fb.watch_time.sum(1),
-            "left": fb.leave,
-            "return_days": np.where(returns, res.gap, -1),
-            "instruction": world.instruction_texts(state.key, fb),
-            "instruction_kind": fb.instruction_kind,
-        }
+        info["dt_days"] = dt
+        info["candidate_ids"] = self.candidates[blk].copy()
+        return {**info, "terminated": terminated, "truncated": truncated}
