@@ -1,17 +1,36 @@
-"""Who recommends: the `Recommender` protocol and recommenders."""
+"""Who recommends: the `Recommender` protocol and the recommenders that ship with recoworld.
 
+Stable-Baselines3 policies live in `recoworld.agents.sb3` (extra ``rl``), imported on demand.
+"""
+
+from recoworld.agents.bandits import (
+    DiagLinUCBRecommender,
+    InSlateThompsonRecommender,
+    LinUCBRecommender,
+    ThompsonRecommender,
+)
 from recoworld.agents.base import (
     PopularityRecommender,
     RandomRecommender,
     Recommender,
     batch_single,
     make_recommender,
+    register_recommender,
 )
+from recoworld.agents.baselines import EpsilonGreedy, GreedyRecommender, OracleRecommender
 
 __all__ = [
+    "DiagLinUCBRecommender",
+    "EpsilonGreedy",
+    "GreedyRecommender",
+    "InSlateThompsonRecommender",
+    "LinUCBRecommender",
+    "OracleRecommender",
     "PopularityRecommender",
     "RandomRecommender",
     "Recommender",
+    "ThompsonRecommender",
     "batch_single",
     "make_recommender",
+    "register_recommender",
 ]

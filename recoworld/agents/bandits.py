@@ -1,8 +1,8 @@
 """Linear contextual bandits, batched over users and slots in numpy.
 
-Every bandit here keeps ONE linear model of the click probability shared by all users (the
-context makes it personal) and scores each user's K candidates from a per-candidate context
-vector ``x`` built from the observation by `bandit_features`::
+Every bandit here keeps ONE model of the click probability shared by all users (the context
+makes it personal); no per-user Python loops. LinUCB and both Thompson samplers score each
+user's K candidates from a dense per-candidate context built by `bandit_features`::
 
     x = [ e,  c - 0.5,  e * m,  e . m,  1 ]
 
@@ -15,13 +15,15 @@ vector ``x`` built from the observation by `bandit_features`::
 - ``e . m``: their dot product (the sum of the previous block: affinity in one feature);
 - ``1``: a bias.
 
-So ``d = 2 dim + (F - dim) + 2`` (71 for the default ``dim = 32``, ``F = dim + 5``).
+So ``d = dim + F + 2`` (71 for the default ``dim = 32``, ``F = dim + 5``). Diag-LinUCB uses
+the sparse item x topic-cluster context of its paper instead (see `DiagLinUCBRecommender`).
 
 Each slate holds the top ``slate_size`` distinct candidates. ``update(obs, info, action,
-feedback)`` learns from every shown slot at once: the reward of slot j is its click (plus
-``watch_weight`` times the step's watch time on the clicked slot); empty slots (``slate_ids``
--1: repeats, or the ignored action of a next-step autoreset) are skipped. Users share the
-model, so ``reset`` and ``select`` have nothing per user to forget.
+feedback)`` learns from every shown slot at once: the reward of slot j is its click (times
+``1 + watch_weight * watch_time`` when ``watch_weight > 0``; the step's watch time is on the
+clicked slot); empty slots (``slate_ids`` -1: repeats, or the ignored action of a next-step
+autoreset) are skipped. Users share the model, so ``reset`` and ``select`` have nothing per
+user to forget.
 
 Registered names: ``"linucb"``, ``"diag_linucb"``, ``"thompson"``, ``"inslate_thompson"``.
 """
@@ -36,6 +38,7 @@ import numpy as np
 from gymnasium import spaces
 
 from recoworld.agents.base import _format, _slate_size, env_action_space, register_recommender
+from recoworld.envs.observation import N_USER_SCALARS
 from recoworld.errors import ConfigError
 from recoworld.types import Recommendation
 
@@ -96,46 +99,34 @@ def _pick(score: np.ndarray, slate_size: int) -> np.ndarray:
 
 
 @dataclass(eq=False)
-class _LinearBandit:
-    """Shared machinery: features, batched updates, no per-user state."""
+class _Bandit:
+    """Shared machinery: rewards from feedback, batched updates, no per-user state."""
 
     action_space: spaces.Space[Any]
-    dim: int
     _: KW_ONLY
     watch_weight: float = 0.0
     seed: int | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
-            raise ConfigError(
-                f"dim={self.dim!r} must be a positive integer: the catalog's embedding size "
-                "(env.unwrapped.catalog.dim)"
-            )
         _positive("watch_weight", self.watch_weight, "use 0 to learn from clicks only", True)
         self._validate()
         self.slate_size = _slate_size(self.action_space)
         self.rng = np.random.default_rng(self.seed)
-        self.n_features: int | None = None
         self.n_updates = 0  # shown slots learned from
 
     def _validate(self) -> None:
         """Check the subclass's hyperparameters (raise `ConfigError`)."""
 
-    def _allocate(self, d: int) -> None:
-        """Allocate the statistics for d features (at the first observation)."""
+    def _learn(
+        self,
+        obs: dict[str, np.ndarray],
+        info: dict[str, Any],
+        idx: np.ndarray,
+        r: np.ndarray,
+        valid: np.ndarray,
+    ) -> None:
+        """Learn from the shown slots ``idx`` ``(n, L)`` with rewards ``r`` where ``valid``."""
         raise NotImplementedError
-
-    def _absorb(self, x: np.ndarray, r: np.ndarray) -> None:
-        """Add observations ``x`` ``(m, d)`` with rewards ``r`` ``(m,)`` to the statistics."""
-        raise NotImplementedError
-
-    def features(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """``(n, K, d)`` contexts of every candidate (`bandit_features`)."""
-        x = bandit_features(obs["candidates"], obs["user"], self.dim)
-        if self.n_features is None:
-            self.n_features = x.shape[2]
-            self._allocate(x.shape[2])
-        return x
 
     def update(
         self,
@@ -148,7 +139,7 @@ class _LinearBandit:
 
         Args:
             obs: the observation the action was chosen from (``candidates`` ``(n, K, F)``).
-            info: its info (unused; the candidates are in ``obs``).
+            info: its info (``candidate_ids`` ``(n, K)``).
             action: ``(n, L)`` (or ``(n,)``) candidate indices that were shown.
             feedback: the step's info: ``clicks`` ``(n, L)``, ``slate_ids`` ``(n, L)`` (-1 =
                 nothing shown there), ``watch_time`` ``(n,)``.
@@ -156,19 +147,13 @@ class _LinearBandit:
         idx = np.asarray(action)
         idx = idx[:, None] if idx.ndim == 1 else idx
         n, slate_size = idx.shape
-        shown = np.asarray(obs["candidates"])[np.arange(n)[:, None], idx]
-        x = bandit_features(shown, obs["user"], self.dim)
-        if self.n_features is None:
-            self.n_features = x.shape[2]
-            self._allocate(x.shape[2])
-        clicks = np.asarray(feedback["clicks"]).reshape(n, slate_size).astype(np.float64)
-        r = clicks
+        r = np.asarray(feedback["clicks"]).reshape(n, slate_size).astype(np.float64)
         if self.watch_weight:
             watch = np.asarray(feedback["watch_time"], np.float64).reshape(n, 1)
-            r = clicks * (1.0 + self.watch_weight * watch)
+            r = r * (1.0 + self.watch_weight * watch)
         valid = np.asarray(feedback["slate_ids"]).reshape(n, slate_size) >= 0
         if valid.any():
-            self._absorb(x[valid].astype(np.float64), r[valid])
+            self._learn(obs, info, idx, r, valid)
             self.n_updates += int(valid.sum())
 
     def reset(self, mask: np.ndarray | None = None) -> None:
@@ -179,25 +164,54 @@ class _LinearBandit:
 
 
 @dataclass(eq=False)
-class _FullCovariance(_LinearBandit):
-    """Ridge statistics with the full ``d x d`` matrix ``P = ridge I + sum x x^T``.
+class _FullCovariance(_Bandit):
+    """Ridge statistics over `bandit_features` with the full ``d x d`` matrix
+    ``P = ridge I + sum x x^T``.
 
     A batch of m observations adds ``X^T X`` to P and ``X^T r`` to b, then P is factored once
     (Cholesky, ``O(d^3)`` with d about 71): cheaper than m rank-one Sherman-Morrison updates of
     ``P^-1`` when m = users x slots is in the thousands, and numerically steadier.
     """
 
+    dim: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 1:
+            raise ConfigError(
+                f"dim={self.dim!r} must be a positive integer: the catalog's embedding size "
+                "(env.unwrapped.catalog.dim)"
+            )
+        super().__post_init__()
+        self.n_features: int | None = None
+
     def _ridge(self) -> float:
         raise NotImplementedError
 
-    def _allocate(self, d: int) -> None:
-        self.precision = self._ridge() * np.eye(d)
-        self.b = np.zeros(d)
-        self._refresh()
+    def features(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """``(n, K, d)`` contexts of every candidate (`bandit_features`)."""
+        return self._allocated(bandit_features(obs["candidates"], obs["user"], self.dim))
 
-    def _absorb(self, x: np.ndarray, r: np.ndarray) -> None:
+    def _allocated(self, x: np.ndarray) -> np.ndarray:
+        if self.n_features is None:  # the first observation fixes d
+            self.n_features = d = x.shape[2]
+            self.precision = self._ridge() * np.eye(d)
+            self.b = np.zeros(d)
+            self._refresh()
+        return x
+
+    def _learn(
+        self,
+        obs: dict[str, np.ndarray],
+        info: dict[str, Any],
+        idx: np.ndarray,
+        r: np.ndarray,
+        valid: np.ndarray,
+    ) -> None:
+        shown = np.asarray(obs["candidates"])[np.arange(idx.shape[0])[:, None], idx]
+        x = self._allocated(bandit_features(shown, obs["user"], self.dim))
+        x = x[valid].astype(np.float64)
         self.precision += x.T @ x
-        self.b += x.T @ r
+        self.b += x.T @ r[valid]
         self._refresh()
 
     def _refresh(self) -> None:
@@ -255,66 +269,108 @@ class LinUCBRecommender(_FullCovariance):
         return Recommendation(_format(idx, self.slate_size), np.ones(idx.shape), True)
 
 
-@dataclass(eq=False, kw_only=True)
-class DiagLinUCBRecommender(_LinearBandit):
-    """Diag-LinUCB: LinUCB with a diagonal ``P``, after "Online Matching: A Real-time Bandit
-    System for Large-scale Recommendations" (Yi et al., 2023, arXiv:2307.15893).
+@dataclass(eq=False)
+class DiagLinUCBRecommender(_Bandit):
+    """Diag-LinUCB, after "Online Matching: A Real-time Bandit System for Large-scale
+    Recommendations" (Yi et al., 2023, arXiv:2307.15893): LinUCB whose matrix ``P`` keeps
+    only its diagonal.
 
-    Only the diagonal of ``P`` is kept: per feature i, ``p_i = ridge + sum x_i^2`` and
-    ``b_i = sum r x_i``; then ``theta_i = b_i / p_i`` and the score is
-    ``x . theta + alpha sqrt(sum_i x_i^2 / p_i)``. Every statistic is a plain sum over
-    observations, one number per feature: updates cost ``O(d)`` per observation instead of
-    ``O(d^2)``, need no matrix inverse, and partial sums from many workers (or many users in a
-    batch) add up exactly, which is what makes it cheap to distribute and to update in real
-    time. The price: correlations between features are ignored, so ``theta`` is a
-    per-feature regression rather than the joint ridge solution, and the bonus treats
-    features as independent. ``feature_variance`` ``1 / p_i`` shrinks exactly on the
-    features that were non-zero in what it was shown.
+    As in the paper, the context is sparse: the reward of item j for user u is modelled as
+    ``w_u . theta_j``, where ``w_u = [user's recent clicked-topic mix (n_topics), 1]`` (the
+    decaying topic mix in ``obs["user"]``, the user's soft membership of topic "clusters",
+    plus a bias cluster that learns the item's overall appeal) and ``theta_j`` is item j's own
+    weight per cluster: a linear model over the cross features ``onehot(j) x w_u``, shared by
+    all users. Each (item, cluster) edge c keeps two numbers, ``p_jc = ridge + sum w_uc^2``
+    and ``b_jc = sum r w_uc``; then ``theta_jc = b_jc / p_jc`` and the score is::
+
+        sum_c w_uc theta_jc + alpha sqrt(sum_c w_uc^2 / p_jc)
+
+    Cheap and distributable: an update adds to two scalars per touched edge (no matrix, no
+    inverse, ``O(n_topics)`` per shown item), and partial sums from many workers add up
+    exactly, so edges can be updated independently and in real time. The price is that
+    correlations between features are ignored; that is harmless for these sparse, nearly
+    orthogonal cross features, but on dense correlated contexts such as `bandit_features` the
+    per-feature regressions double-count shared signal (measured on Engagement-v0 with 256
+    users: 0.13 clicks per step there against 0.22 for random). ``feature_variance``
+    ``1 / p_jc`` shrinks exactly on the edges it has seen.
 
     Args:
         action_space: the single env's action space.
-        dim: the catalog's embedding size.
+        n_items: catalog size (``env.unwrapped.catalog.n_items``).
+        n_topics: topics in the catalog (``env.unwrapped.catalog.n_topics``).
         alpha: width of the confidence bonus (>= 0).
-        ridge: the prior precision per feature (> 0).
+        ridge: the prior precision per edge (> 0).
         watch_weight: reward weight of the watch time on the clicked slot (>= 0).
         seed: unused (deterministic).
     """
 
-    alpha: float = 1.0
+    n_items: int
+    n_topics: int
+    _: KW_ONLY
+    alpha: float = 0.3
     ridge: float = 1.0
 
     def _validate(self) -> None:
+        for name in ("n_items", "n_topics"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(
+                    f"{name}={v!r} must be a positive integer (env.unwrapped.catalog.{name})"
+                )
         _positive("alpha", self.alpha, "use 0 for no exploration bonus", zero_ok=True)
         _positive("ridge", self.ridge, "the prior precision must be positive (e.g. 1.0)")
 
-    def _allocate(self, d: int) -> None:
-        self.precision = np.full(d, float(self.ridge))
-        self.b = np.zeros(d)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.n_clusters = self.n_topics + 1
+        self.precision = np.full((self.n_items, self.n_clusters), float(self.ridge))
+        self.b = np.zeros((self.n_items, self.n_clusters))
 
-    def _absorb(self, x: np.ndarray, r: np.ndarray) -> None:
-        self.precision += np.einsum("md,md->d", x, x)
-        self.b += r @ x
+    def context(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        """``(n, n_topics + 1)`` cluster memberships ``w_u``: topic mix, then the bias 1."""
+        user = np.asarray(obs["user"], np.float64)
+        mix = user[:, N_USER_SCALARS : N_USER_SCALARS + self.n_topics]
+        return np.concatenate([mix, np.ones((user.shape[0], 1))], 1)
 
     @property
     def theta(self) -> np.ndarray:
-        """``(d,)`` per-feature weights ``b_i / p_i``."""
+        """``(n_items, n_topics + 1)`` per-edge weights ``b_jc / p_jc``."""
         return self.b / self.precision
 
     @property
     def feature_variance(self) -> np.ndarray:
-        """``(d,)`` posterior variance per feature ``1 / p_i`` (up to the noise)."""
+        """``(n_items, n_topics + 1)`` posterior variance per edge ``1 / p_jc``."""
         return 1.0 / self.precision
 
     def score(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
-        """``(n, K)`` upper confidence bounds under the diagonal approximation."""
-        x = self.features(obs)
-        theta = self.theta.astype(np.float32)
-        var = self.feature_variance.astype(np.float32)
-        return x @ theta + self.alpha * np.sqrt((x * x) @ var)
+        """``(n, K)`` upper confidence bounds of the candidates ``info["candidate_ids"]``."""
+        w = self.context(obs)
+        cand = np.asarray(info["candidate_ids"])
+        p, b = self.precision[cand], self.b[cand]  # (n, K, C)
+        mean = np.einsum("nc,nkc->nk", w, b / p)
+        return mean + self.alpha * np.sqrt(np.einsum("nc,nkc->nk", w * w, 1.0 / p))
 
     def recommend(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Recommendation:
         idx = _pick(self.score(obs, info)[:, :, None], self.slate_size)
         return Recommendation(_format(idx, self.slate_size), np.ones(idx.shape), True)
+
+    def _learn(
+        self,
+        obs: dict[str, np.ndarray],
+        info: dict[str, Any],
+        idx: np.ndarray,
+        r: np.ndarray,
+        valid: np.ndarray,
+    ) -> None:
+        w = self.context(obs)
+        items = np.asarray(info["candidate_ids"])[np.arange(idx.shape[0])[:, None], idx]
+        rows, slots = np.nonzero(valid)
+        c = self.n_clusters
+        edge = (items[rows, slots][:, None] * c + np.arange(c)).ravel()  # (m * C,) flat edges
+        size = self.n_items * c
+        ww = w[rows]
+        self.precision += np.bincount(edge, (ww * ww).ravel(), size).reshape(-1, c)
+        self.b += np.bincount(edge, (ww * r[rows, slots][:, None]).ravel(), size).reshape(-1, c)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -328,10 +384,11 @@ class ThompsonRecommender(_FullCovariance):
 
     Propensities (``deterministic=False``) are Monte-Carlo estimates: alongside the draw that
     picks the slate, ``propensity_samples`` (M) more draws are made per user, each turned into
-    a slate the same way; the propensity of the shown item at slot j is the share of the
-    M + 1 slates (the shown one included) that put that item at slot j. So it lies in
-    ``[1 / (M + 1), 1]``; counting the shown slate biases it up by at most ``1 / (M + 1)``,
-    the price of never returning 0 for an item that was in fact shown. Raise M for off-policy
+    a slate the same way. Following the protocol's convention (the probability of the item at
+    slot j given the items above it), slot j's propensity is, among the M + 1 slates (the
+    shown one included) that agree with the shown slate above slot j, the share that also put
+    the shown item at slot j. It lies in ``(0, 1]``; counting the shown slate biases it up a
+    little, the price of never returning 0 for an item that was in fact shown. Raise M for off-policy
     evaluation, lower it for speed (the cost is M + 1 scorings per step).
 
     Args:
@@ -386,8 +443,11 @@ class ThompsonRecommender(_FullCovariance):
         score = np.matmul(x, theta.reshape(n, -1, d).transpose(0, 2, 1))
         slates = _pick(score.reshape(n, k, sets, per_set), self.slate_size)  # (n, sets, L)
         idx = slates[:, 0]
-        prop = (slates == idx[:, None, :]).mean(1)
-        return Recommendation(_format(idx, self.slate_size), prop, False)
+        through = np.cumprod(slates == idx[:, None, :], axis=2)  # prefix agrees through j
+        before = np.concatenate([np.ones_like(through[:, :, :1]), through[:, :, :-1]], axis=2)
+        prop = through.sum(1) / before.sum(1)
+        extras = {"propensity_samples": sets}  # slates behind each estimate
+        return Recommendation(_format(idx, self.slate_size), prop, False, extras)
 
 
 @dataclass(eq=False, kw_only=True)
@@ -421,14 +481,19 @@ class InSlateThompsonRecommender(ThompsonRecommender):
         return x @ self._theta32
 
 
-def _factory(cls: type[_LinearBandit]) -> Any:
-    def make(env: Any, seed: int | None) -> _LinearBandit:
+def _dense(cls: type[_FullCovariance]) -> Any:
+    def make(env: Any, seed: int | None) -> _FullCovariance:
         return cls(env_action_space(env), env.unwrapped.catalog.dim, seed=seed)
 
     return make
 
 
-register_recommender("linucb", _factory(LinUCBRecommender))
-register_recommender("diag_linucb", _factory(DiagLinUCBRecommender))
-register_recommender("thompson", _factory(ThompsonRecommender))
-register_recommender("inslate_thompson", _factory(InSlateThompsonRecommender))
+def _diag(env: Any, seed: int | None) -> DiagLinUCBRecommender:
+    catalog = env.unwrapped.catalog
+    return DiagLinUCBRecommender(env_action_space(env), catalog.n_items, catalog.n_topics)
+
+
+register_recommender("linucb", _dense(LinUCBRecommender))
+register_recommender("diag_linucb", _diag)
+register_recommender("thompson", _dense(ThompsonRecommender))
+register_recommender("inslate_thompson", _dense(InSlateThompsonRecommender))

@@ -23,8 +23,10 @@ class Recommender(Protocol):
     """Picks slates for a batch of users.
 
     ``recommend(obs, info)`` returns a `Recommendation` whose ``action`` lies in the env's
-    (batched) action space and whose ``propensity`` ``(n, slate_size)`` is the probability of
-    each shown item at its slot. Optional: ``score(obs, info) -> (n, K)``,
+    (batched) action space and whose ``propensity`` ``(n, slate_size)`` holds, for slot j, the
+    probability of the shown item at slot j *given the items shown in slots above it* (so the
+    product over slots is the probability of the whole slate; at ``slate_size == 1`` it is the
+    plain probability). Off-policy estimators (`recoworld.replay.ope`) rely on this convention. Optional: ``score(obs, info) -> (n, K)``,
     ``update(obs, info, action, feedback)`` for learners, ``reset(mask)`` to forget users
     ``mask`` (bool ``(n,)``; all when None), and ``select(keep)`` to keep only rows ``keep`` of
     per-user state when a runner drops finished users from its batch.
@@ -49,8 +51,8 @@ def _format(idx: np.ndarray, slate_size: int) -> np.ndarray:
 
 
 class RandomRecommender:
-    """Uniformly random slates without repeats; propensity of the item at slot j is
-    ``1 / (K - j)`` (sampling without replacement).
+    """Uniformly random slates without repeats; propensity of the item at slot j given the
+    slots above is ``1 / (K - j)`` (sampling without replacement; its marginal is ``1 / K``).
 
     Args:
         action_space: the single env's action space (``Discrete`` / ``MultiDiscrete``).

@@ -96,17 +96,16 @@ class EpsilonGreedy:
     recommender for its slate; users whose coin is below ε get the random slate. The draws
     do not depend on the coin's outcome, so a seed fixes the whole sequence.
 
-    Propensity of the item ``s_j`` shown at slot j is its exact probability at that slot under
-    the mixture::
+    Propensities follow the protocol's convention: slot j's is the probability of the item
+    shown there *given the items shown above it*, under the mixture. With ``B_j`` the base's
+    probability of the shown prefix through slot j (the product of its own slot propensities
+    while the shown items are its own, 0 after a mismatch) and ``U_j = prod_{i<=j} 1/(K-i)`` the
+    uniform slate's::
 
-        p_j = (1 - ε) * P_base(s_j at slot j) + ε / K
+        p_j = ((1 - ε) B_j + ε U_j) / ((1 - ε) B_{j-1} + ε U_{j-1}),   B_{-1} = U_{-1} = 1
 
-    A uniformly random slate puts every candidate at slot j with probability ``1 / K`` (the
-    marginal, by symmetry; not the conditional ``1 / (K - j)`` given the earlier slots).
-    ``P_base(s_j at slot j)`` is the base's propensity at slot j when ``s_j`` is the base's own
-    item there, else 0: exact for a deterministic base; for a stochastic base the base's
-    probability of an item it did not pick is unknown, so the propensity is a lower bound
-    there (those items then only get the ``ε / K`` term).
+    Exact for a deterministic base. For a stochastic base its probability of items it did not
+    pick is unknown and taken as 0, so those propensities are lower bounds.
 
     Args:
         base: the recommender to explore around.
@@ -128,12 +127,16 @@ class EpsilonGreedy:
         base_idx = _as_slates(inner.action)
         n, slate_size = base_idx.shape
         k = obs["candidates"].shape[1]
-        explore = self.rng.random(n) < self.epsilon
+        explore = np.less(self.rng.random(n), self.epsilon)
         rand_idx = _top(self.rng.random((n, k)), slate_size)
         idx = np.where(explore[:, None], rand_idx, base_idx)
         base_prop = np.asarray(inner.propensity, np.float64).reshape(n, slate_size)
-        prop = (1.0 - self.epsilon) * np.where(idx == base_idx, base_prop, 0.0)
-        prop += self.epsilon / k
+        eps = self.epsilon
+        through = np.cumprod(np.where(idx == base_idx, base_prop, 0.0), axis=1)
+        before = np.concatenate([np.ones((n, 1)), through[:, :-1]], axis=1)
+        uni = np.cumprod(1.0 / (k - np.arange(slate_size)))
+        uni_before = np.concatenate([[1.0], uni[:-1]])
+        prop = ((1 - eps) * through + eps * uni) / ((1 - eps) * before + eps * uni_before)
         deterministic = bool(inner.deterministic and self.epsilon == 0.0)
         extras = {**inner.extras, "explored": explore}
         return Recommendation(_format(idx, slate_size), prop, deterministic, extras)
@@ -193,7 +196,7 @@ class OracleRecommender:
             )
         self.env = raw
         self.core = core
-        self.users = users
+        self.users: Any = users
         self.catalog = raw.catalog
         self.slate_size = _slate_size(env_action_space(env))
 

@@ -14,6 +14,7 @@ from recoworld.testing.checks import (
     check_vector_matches_single,
     random_action,
 )
+from recoworld.testing.recommender import check_recommender
 
 __all__ = [
     "HIDDEN_STATE",
@@ -21,6 +22,7 @@ __all__ = [
     "OBS_KEYS",
     "check_determinism",
     "check_env",
+    "check_recommender",
     "check_vector_matches_single",
     "random_action",
 ]
