@@ -186,18 +186,23 @@ def _label(spec: Any) -> str:
 
 
 def load_saved_policy(path: str | os.PathLike[str], env: Any) -> Recommender:
-    """A saved Stable-Baselines3 policy as a `Recommender` for ``env`` (needs the ``rl``
-    extra and `recoworld.agents.sb3.load_policy`)."""
+    """A saved Stable-Baselines3 model (``model.zip``, or a run folder holding one) as a
+    deterministic `Recommender` for ``env``: `recoworld.agents.sb3.load_policy` (which checks
+    that the spaces match) wrapped in `recoworld.agents.sb3.SB3Recommender`. Needs the ``rl``
+    extra."""
     if not Path(path).exists():
         raise ConfigError(f"saved policy {str(path)!r} does not exist; give a model .zip's path")
     try:
-        from recoworld.agents.sb3 import load_policy  # type: ignore[attr-defined]
+        from recoworld.agents.sb3 import SB3Recommender, load_policy
     except ImportError as exc:
         raise MissingExtraError(
-            f"cannot load the saved policy {str(path)!r}: recoworld.agents.sb3.load_policy is "
-            f"not available ({exc}); install the rl extra: pip install 'recoworld[rl]'"
+            f"cannot load the saved policy {str(path)!r}: recoworld.agents.sb3 is not "
+            f"available ({exc}); install the rl extra: pip install 'recoworld[rl]'"
         ) from exc
-    return load_policy(path, env)
+    model = load_policy(path, env)
+    if callable(getattr(model, "recommend", None)):
+        return model  # type: ignore[no-any-return]
+    return SB3Recommender(model)  # type: ignore[no-any-return]
 
 
 def _specs(recommenders: Any) -> dict[str, Any]:
@@ -374,8 +379,10 @@ def _run_seed(
         if (live & done).any():
             stats.finish(live & done, finished)
         finished += done
-        if resets and done.any():
-            rec.reset(done)  # type: ignore[attr-defined]
+        if resets and skip.any():
+            # next-step autoreset: these slots hold a new user from now on, so forget the old
+            # one now (not at ``done``: the step in between still shows the old user's info)
+            rec.reset(skip)  # type: ignore[attr-defined]
         skip = done
         obs, info = next_obs, next_info
     unfinished = int(np.maximum(episodes_per_user - finished, 0).sum())
@@ -421,19 +428,20 @@ def evaluate(
         An `EvaluationResult`. Each step calls ``recommend(obs, info)``, then, if present,
         ``update(obs, info, action, feedback)`` with ``feedback`` the step's info plus its
         ``reward`` (rows whose step only started a new user have ``slate_ids`` -1: nothing was
-        shown) and ``reset(mask)`` with the slots whose episode just ended.
+        shown) and, on the step at which slots ``mask`` start a new user (the autoreset step
+        after an episode's end), ``reset(mask)``.
     """
     n_users = _positive(n_users, "n_users")
     episodes_per_user = _positive(episodes_per_user, "episodes_per_user")
     if max_steps is not None:
         max_steps = _positive(max_steps, "max_steps")
-    seeds = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
-    if not seeds or any(
-        isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds
+    seed_list: list[Any] = [seeds] if isinstance(seeds, (int, np.integer)) else list(seeds)
+    if not seed_list or any(
+        isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seed_list
     ):
         raise ConfigError(f"seeds={seeds!r} must be a non-empty list of integers >= 0")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds={seeds!r} repeat a seed; give each once")
+    if len(set(seed_list)) != len(seed_list):
+        raise ConfigError(f"seeds={seed_list!r} repeat a seed; give each once")
     specs = _specs(recommenders)
     env = make_eval_env(env_id, n_users, **env_kwargs)
     per_ep: dict[str, dict[str, list[np.ndarray]]] = {
@@ -441,9 +449,9 @@ def evaluate(
     }
     keys: dict[str, list[np.ndarray]] = {label: [] for label in specs}
     unfinished = dict.fromkeys(specs, 0)
-    total, count = len(seeds) * len(specs), 0
+    total, count = len(seed_list) * len(specs), 0
     try:
-        for i, seed in enumerate(seeds):
+        for i, seed in enumerate(seed_list):
             recs = {label: _build(spec, env, int(seed)) for label, spec in specs.items()}
             for label, rec in recs.items():
                 values, key, cov, lost = _run_seed(
@@ -468,7 +476,7 @@ def evaluate(
     settings = {
         "env_id": env_id,
         "n_users": n_users,
-        "seeds": [int(s) for s in seeds],
+        "seeds": [int(s) for s in seed_list],
         "episodes_per_user": episodes_per_user,
         "max_steps": max_steps,
         "env_kwargs": {k: repr(v) for k, v in env_kwargs.items()},

@@ -88,6 +88,24 @@ def test_episodes_match_single_env_rollouts() -> None:
         assert values["clicks_per_step"][slot] == pytest.approx(clicks / steps)
 
 
+def test_later_episodes_are_fresh_users_for_a_fresh_recommender() -> None:
+    out = evaluate(["popularity"], ENV, n_users=2, seeds=(0,), episodes_per_user=2, **TINY)
+    returns = out.values["popularity"]["return"]  # sorted by (slot, episode)
+    env = RecoEnv(**{"users": "engagement", "multi_session": False, **TINY})
+    rec = PopularityRecommender(env.action_space, env.catalog)
+    obs, info = env.reset(seed=0)
+    for episode in range(2):
+        ret, done = 0.0, False
+        while not done:
+            obs, reward, term, trunc, info = env.step(
+                rec.recommend(*batch_single(obs, info)).action[0]
+            )
+            ret, done = ret + reward, term or trunc
+        assert returns[episode] == pytest.approx(ret)
+        rec.reset()
+        obs, info = env.reset()  # the slot's next user
+
+
 def test_summary_holds_every_metric_with_a_confidence_interval(result: EvaluationResult) -> None:
     assert result.recommenders == ["random", "popularity"]
     for name in result.recommenders:
@@ -186,9 +204,35 @@ def test_bad_input(kwargs: dict[str, Any], message: str) -> None:
         evaluate(**args, **TINY)
 
 
-def test_a_saved_policy_needs_the_sb3_loader(tmp_path: Any) -> None:
+def test_a_missing_saved_policy(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_saved_policy(tmp_path / "nope.zip", None)
+
+
+def test_a_saved_policy_is_evaluated_beside_named_recommenders(tmp_path: Any) -> None:
+    pytest.importorskip("stable_baselines3")
+    from recoworld.agents.sb3.train import train
+
+    small = {**TINY, "slate_size": 2}
+    ppo = {"n_steps": 32, "batch_size": 32}
+    never = 10**6  # no evaluation or checkpoint during this tiny run
+    run = train(
+        "ppo",
+        ENV,
+        64,
+        n_envs=2,
+        out_dir=tmp_path,
+        eval_freq=never,
+        eval_episodes=1,
+        checkpoint_freq=never,
+        algo_kwargs=ppo,
+        plot=False,
+        **small,
+    )
+    out = evaluate(["random", run.model_path], ENV, n_users=3, seeds=(0,), **small)
+    assert out.recommenders == ["random", "policy:model"]
+    assert out.episodes("policy:model") == 3
+    np.testing.assert_array_equal(out.episode_keys["random"], out.episode_keys["policy:model"])
 
 
 def cli_args(argv: list[str]) -> argparse.Namespace:

@@ -9,6 +9,7 @@ import pytest
 from gymnasium import spaces
 
 from recoworld.agents import PopularityRecommender, make_recommender
+from recoworld.agents.base import env_action_space
 from recoworld.agents.instruction import (
     InstructionFollowingRecommender,
     instruction_relevance,
@@ -170,16 +171,16 @@ def test_registered_wrappers() -> None:
 class Similar:
     """Slates most similar to the user's recent clicks: narrow, so users speak up often."""
 
-    def __init__(self, dim: int) -> None:
-        self.dim, self.slate_size = dim, 5
+    def __init__(self, dim: int, slate_size: int = 5) -> None:
+        self.dim, self.slate_size = dim, slate_size
 
     def score(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         user = obs["user"][:, -self.dim :]
         return np.einsum("nkd,nd->nk", obs["candidates"][:, :, : self.dim], user)
 
     def recommend(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Recommendation:
-        idx = np.argsort(-self.score(obs, info), axis=1, kind="stable")[:, :5]
-        return Recommendation(idx, np.ones(idx.shape), True)
+        idx = np.argsort(-self.score(obs, info), axis=1, kind="stable")[:, : self.slate_size]
+        return Recommendation(idx[:, 0] if self.slate_size == 1 else idx, np.ones(idx.shape), True)
 
 
 def ignored_share(rec: Any, env: RecoVectorEnv, steps: int) -> tuple[float, int]:
@@ -258,3 +259,37 @@ def test_learning_and_per_user_calls_reach_the_base() -> None:
     rec.select(np.array([0]))
     assert base.calls == ["update", "reset", "select"]
     InstructionFollowingRecommender(NoScore()).reset()  # a base without them is fine
+
+
+def test_a_scoring_base_without_slate_size_needs_the_action_space() -> None:
+    class Bare:
+        def score(self, obs: Any, info: Any) -> np.ndarray:
+            return np.zeros((1, K))
+
+        def recommend(self, obs: Any, info: Any) -> Recommendation:
+            raise AssertionError("not called")
+
+    obs = observation(1, embeddings=MIXED, topic=E[0])
+    with pytest.raises(ConfigError, match=r"action_space=env\.single_action_space"):
+        InstructionFollowingRecommender(Bare()).recommend(obs, {})
+    rec = InstructionFollowingRecommender(Bare(), action_space=spaces.MultiDiscrete([K] * L))
+    assert sorted(rec.recommend(obs, {}).action[0].tolist()) == [3, 4]
+    with pytest.raises(ConfigError, match="has no score"):
+        InstructionFollowingRecommender(NoScore()).score(obs, {})
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "instruction_popularity",
+        "instruction_random",
+        lambda env, seed: InstructionFollowingRecommender(
+            Similar(env.unwrapped.catalog.dim, len(getattr(env_action_space(env), "nvec", [0])))
+        ),
+    ],
+    ids=["instruction_popularity", "instruction_random", "similar-base"],
+)
+def test_conformance(spec: Any) -> None:
+    from recoworld.testing.recommender import check_recommender
+
+    check_recommender(spec, "recoworld/Retention-v0", n_steps=60, horizon_days=3)

@@ -388,8 +388,8 @@ class ThompsonRecommender(_FullCovariance):
     slot j given the items above it), slot j's propensity is, among the M + 1 slates (the
     shown one included) that agree with the shown slate above slot j, the share that also put
     the shown item at slot j. It lies in ``(0, 1]``; counting the shown slate biases it up a
-    little, the price of never returning 0 for an item that was in fact shown. Raise M for off-policy
-    evaluation, lower it for speed (the cost is M + 1 scorings per step).
+    little, the price of never returning 0 for an item that was in fact shown. Raise M for
+    off-policy evaluation, lower it for speed (the cost is M + 1 scorings per step).
 
     Args:
         action_space: the single env's action space.

@@ -26,8 +26,9 @@ class Recommender(Protocol):
     (batched) action space and whose ``propensity`` ``(n, slate_size)`` holds, for slot j, the
     probability of the shown item at slot j *given the items shown in slots above it* (so the
     product over slots is the probability of the whole slate; at ``slate_size == 1`` it is the
-    plain probability). Off-policy estimators (`recoworld.replay.ope`) rely on this convention. Optional: ``score(obs, info) -> (n, K)``,
-    ``update(obs, info, action, feedback)`` for learners, ``reset(mask)`` to forget users
+    plain probability). Off-policy estimators (`recoworld.replay.ope`) rely on this convention.
+    Optional: ``score(obs, info) -> (n, K)``, ``update(obs, info, action, feedback)`` for
+    learners (``feedback`` is the step's ``info``: clicks, watch time, slate ids), ``reset(mask)`` to forget users
     ``mask`` (bool ``(n,)``; all when None), and ``select(keep)`` to keep only rows ``keep`` of
     per-user state when a runner drops finished users from its batch.
     """

@@ -199,6 +199,10 @@ class InstructionFollowingRecommender:
     def score(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         """The re-ranked scores ``(n, K)``: rank of the base's score in ``[0, 1]`` plus
         ``strength * relevance`` (so wrappers can compose on them)."""
+        if not callable(getattr(self.base, "score", None)):
+            raise ConfigError(
+                f"the base {type(self.base).__name__} has no score(obs, info); use recommend()"
+            )
         base = np.asarray(self.base.score(obs, info), dtype=np.float64)  # type: ignore[attr-defined]
         return self._combine(base, obs)
 
@@ -215,18 +219,18 @@ class InstructionFollowingRecommender:
         """Slates ``(n, slate_size)`` (``(n,)`` when ``slate_size == 1``) of candidate
         indices, re-ranked for the users with an active instruction."""
         instr = np.asarray(obs["instruction"])
-        active = instr[:, :N_INSTRUCTION_KINDS].any(1)
+        active = np.asarray(instr[:, :N_INSTRUCTION_KINDS].any(1), bool)
         self.reranked = np.zeros(active.shape, bool)
         if self.strength == 0 or not active.any():
             return self.base.recommend(obs, info)
         if callable(getattr(self.base, "score", None)):
-            composed = self.score(obs, info)
             size = self.slate_size
             if size is None:
                 raise ConfigError(
                     "cannot tell the slate size: the base has no slate_size attribute; pass "
                     "action_space=env.single_action_space"
                 )
+            composed = self.score(obs, info)
             single = size == 1
         else:
             rec = self.base.recommend(obs, info)

@@ -21,3 +21,28 @@ __all__ = [
     "schema_table",
     "trajectory_files",
 ]
+
+# loading, converting and replaying logs (issue 7)
+from recoworld.replay.converters import (
+    LAYOUTS,
+    ConversionResult,
+    Interactions,
+    convert,
+    to_sessions,
+)
+from recoworld.replay.env import ReplayEnv, ReplayStats, log_catalog, register_replay_env
+from recoworld.replay.loaders import Sessions, load_sessions
+
+__all__ += [
+    "LAYOUTS",
+    "ConversionResult",
+    "Interactions",
+    "ReplayEnv",
+    "ReplayStats",
+    "Sessions",
+    "convert",
+    "load_sessions",
+    "log_catalog",
+    "register_replay_env",
+    "to_sessions",
+]

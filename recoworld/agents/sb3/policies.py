@@ -108,15 +108,26 @@ class SlateDistribution(Distribution):
 
 
 class CandidateScorer(nn.Module):
-    """``(B, features) -> (B, K)`` scores ``w · e_k + b``, one head shared by all candidates."""
+    """``(B, features) -> (B, K)`` scores ``w · z_k + b``, one head shared by all candidates.
 
-    def __init__(self, k: int, embed_dim: int) -> None:
+    ``z_k`` is candidate k's embedding standardised across the K candidates of its row (per
+    embedding unit: minus the mean over candidates, over their standard deviation). Only
+    differences between candidates matter to a softmax, and right after initialisation they
+    are small next to the part of ``e_k`` that the shared user context contributes to every
+    candidate (about a tenth of it here), so the head would need weights tens of times larger,
+    thousands of Adam steps away, before the policy could prefer anything. Standardising puts
+    the differences on a unit scale from the first update.
+    """
+
+    def __init__(self, k: int, embed_dim: int, eps: float = 1e-2) -> None:
         super().__init__()
-        self.k, self.embed_dim = k, embed_dim
+        self.k, self.embed_dim, self.eps = k, embed_dim, eps
         self.head = nn.Linear(embed_dim, 1)
 
     def forward(self, features: th.Tensor) -> th.Tensor:
-        return self.head(candidate_embeddings(features, self.k, self.embed_dim)).squeeze(-1)
+        e = candidate_embeddings(features, self.k, self.embed_dim)
+        z = (e - e.mean(1, keepdim=True)) / (e.std(1, keepdim=True) + self.eps)
+        return self.head(z).squeeze(-1)
 
 
 class CandidatePolicy(MultiInputActorCriticPolicy):

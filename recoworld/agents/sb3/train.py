@@ -42,9 +42,11 @@ class Algorithm:
     """A registered training algorithm.
 
     Attributes:
-        make: ``make(env, *, seed, policy, policy_kwargs, device, verbose, **algo_kwargs)``
-            returns a model with SB3's interface (``learn``, ``save``, ``predict``,
-            ``set_logger``); ``policy`` / ``policy_kwargs`` None mean the algorithm's defaults.
+        make: ``make(env, *, seed, total_timesteps, policy, policy_kwargs, device, verbose,
+            **algo_kwargs)`` returns a model with SB3's interface (``learn``, ``save``,
+            ``predict``, ``set_logger``); ``policy`` / ``policy_kwargs`` None mean the
+            algorithm's defaults; ``total_timesteps`` is the budget, for defaults that depend
+            on it.
         load: ``load(path, device)`` returns a saved model.
         description: one line for listings.
     """
@@ -108,6 +110,7 @@ def _make_ppo(
     env: Any,
     *,
     seed: int,
+    total_timesteps: int | None = None,
     policy: Any = None,
     policy_kwargs: Any = None,
     device: str = "cpu",
@@ -118,13 +121,17 @@ def _make_ppo(
 
     from recoworld.agents.sb3.policies import CandidatePolicy
 
-    # rollouts of 2,048 steps with 8 users; larger minibatches than SB3's 64 because a
-    # step's observation holds K candidates (cheaper per sample, same sample efficiency here)
+    # rollouts of 2,048 user-steps (shorter for a budget below that, which SB3 would round
+    # up to a whole rollout); minibatches of 256 and 5 epochs instead of SB3's 64 and 10:
+    # an observation holds K candidates, so updates dominate the cost, and this cuts it ~4x
+    n = env.num_envs
+    n_steps = max(2048 // n, 1)
+    if total_timesteps:
+        n_steps = max(min(n_steps, total_timesteps // n), 8)
     params = {
-        "n_steps": max(2048 // env.num_envs, 16),
-        "batch_size": 256,
+        "n_steps": n_steps,
+        "batch_size": _batch_size(n_steps * n, 256),
         "n_epochs": 5,
-        "ent_coef": 0.01,
         **algo_kwargs,
     }
     return PPO(
@@ -138,10 +145,22 @@ def _make_ppo(
     )
 
 
+def _batch_size(rollout: int, target: int) -> int:
+    """``target`` if it divides the rollout, else the rollout's largest divisor among
+    ``target, target/2, ...`` down to 64, else the whole rollout (no ragged minibatches)."""
+    size = target
+    while size >= 64:
+        if rollout % size == 0:
+            return size
+        size //= 2
+    return rollout
+
+
 def _make_a2c(
     env: Any,
     *,
     seed: int,
+    total_timesteps: int | None = None,
     policy: Any = None,
     policy_kwargs: Any = None,
     device: str = "cpu",
@@ -168,6 +187,7 @@ def _make_dqn(
     env: Any,
     *,
     seed: int,
+    total_timesteps: int | None = None,
     policy: Any = None,
     policy_kwargs: Any = None,
     device: str = "cpu",
@@ -187,7 +207,7 @@ def _make_dqn(
     kwargs = extractor_kwargs(net_arch=[64], **(policy_kwargs or {}))
     params = {
         "buffer_size": 100_000,
-        "learning_starts": 1_000,
+        "learning_starts": min(1_000, max(total_timesteps // 10, 1)) if total_timesteps else 1_000,
         "train_freq": 4,
         "target_update_interval": 2_000,
         "exploration_fraction": 0.2,
@@ -279,6 +299,7 @@ def train(
     policy: Any = None,
     progress: ProgressFn | None = None,
     plot: bool = True,
+    normalize_reward: bool = True,
     device: str = "cpu",
     torch_threads: int | None = 1,
     verbose: int = 0,
@@ -303,6 +324,11 @@ def train(
         policy: the SB3 policy (default: the algorithm's; `CandidatePolicy` for PPO and A2C).
         progress: ``progress(done, total, label)``, e.g. `recoworld.cli.progress.ProgressBar`.
         plot: write ``learning_curve.png`` (needs the ``plot`` extra).
+        normalize_reward: scale training rewards by a running estimate of the discounted
+            return's standard deviation (SB3's `VecNormalize`, observations untouched).
+            Returns here are in the tens, and a critic whose output starts near 0 and
+            moves about one learning rate per Adam step would need thousands of updates to
+            reach them; logged and evaluated returns stay unscaled.
         device: torch device.
         torch_threads: torch CPU threads (None leaves torch's setting).
         verbose: SB3 verbosity; 1 also prints the logger's tables.
@@ -328,7 +354,7 @@ def train(
         require("matplotlib", "plot")
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
     from stable_baselines3.common.logger import configure
-    from stable_baselines3.common.vec_env import VecMonitor
+    from stable_baselines3.common.vec_env import VecMonitor, VecNormalize
 
     from recoworld.agents.sb3.callbacks import (
         EpisodeLogCallback,
@@ -339,14 +365,20 @@ def train(
     from recoworld.agents.sb3.vec_env import to_sb3_vec_env
 
     seed_everything(seed, torch_threads)
-    env = VecMonitor(to_sb3_vec_env(env_id, n_envs, seed, **env_kwargs))
+    env: Any = VecMonitor(to_sb3_vec_env(env_id, n_envs, seed, **env_kwargs))
     eval_seed = seed + EVAL_SEED_OFFSET
-    eval_env = VecMonitor(
+    eval_env: Any = VecMonitor(
         to_sb3_vec_env(env_id, min(n_envs, eval_episodes), eval_seed, **env_kwargs)
     )
+    if normalize_reward:  # VecMonitor below it records the raw rewards
+        gamma = (algo_kwargs or {}).get("gamma", 0.99)
+        env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
+        # the eval env must be wrapped alike for EvalCallback; it never scales anything
+        eval_env = VecNormalize(eval_env, training=False, norm_obs=False, norm_reward=False)
     model = spec.make(
         env,
         seed=seed,
+        total_timesteps=total_timesteps,
         policy=policy,
         policy_kwargs=policy_kwargs,
         device=device,
@@ -386,6 +418,7 @@ def train(
         "eval_episodes": eval_episodes,
         "algo_kwargs": algo_kwargs or {},
         "policy_kwargs": policy_kwargs or {},
+        "normalize_reward": normalize_reward,
         "versions": _versions(),
     }
     start = time.monotonic()

@@ -215,21 +215,35 @@ def _row(value: Any, i: int) -> Any:
 
 def _split_info(info: dict[str, Any], n: int) -> list[dict[str, Any]]:
     """Batched vector-env info -> one dict per slot, dropping gymnasium's ``_key`` masks and
-    the ``final_*`` entries (the adapter turns those into ``terminal_observation``)."""
-    keys = [k for k in info if k[0] != "_" and k not in ("final_obs", "final_info")]
-    out: list[dict[str, Any]] = [{} for _ in range(n)]
-    for k in keys:
-        v = info[k]
-        mask = info.get("_" + k)
-        if isinstance(v, dict):  # nested info dicts (gymnasium wrappers): split recursively
-            parts = _split_info(v, n)
-            for i in range(n):
-                if mask is None or mask[i]:
-                    out[i][k] = parts[i]
+    the ``final_*`` entries (the adapter turns those into ``terminal_observation``).
+
+    1-D numeric arrays become Python scalars (one ``tolist`` per key, not one index per slot),
+    wider arrays rows of the array.
+    """
+    keys: list[str] = []
+    columns: list[list[Any]] = []
+    masked: list[tuple[str, Any, Any]] = []
+    for k, v in info.items():
+        if k[0] == "_" or k in ("final_obs", "final_info"):
             continue
+        mask = info.get("_" + k)
+        if isinstance(v, dict) or (mask is not None and not np.all(mask)):
+            masked.append((k, v, mask))  # nested dicts, partially filled keys: slow path
+            continue
+        keys.append(k)
+        if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype != object:
+            columns.append(v.tolist())
+        else:
+            columns.append(list(v))
+    if keys:
+        out = [dict(zip(keys, row, strict=True)) for row in zip(*columns, strict=True)]
+    else:
+        out = [{} for _ in range(n)]
+    for k, v, mask in masked:
+        parts = _split_info(v, n) if isinstance(v, dict) else None
         for i in range(n):
             if mask is None or mask[i]:
-                out[i][k] = _row(v, i)
+                out[i][k] = parts[i] if parts is not None else _row(v, i)
     return out
 
 
