@@ -29,8 +29,9 @@ class Recommender(Protocol):
     plain probability). Off-policy estimators (`recoworld.replay.ope`) rely on this convention.
     Optional: ``score(obs, info) -> (n, K)``, ``update(obs, info, action, feedback)`` for
     learners (``feedback`` is the step's ``info``: clicks, watch time, slate ids),
-    ``reset(mask)`` to forget users ``mask`` (bool ``(n,)``; all when None), and ``select(keep)`` to keep only rows ``keep`` of
-    per-user state when a runner drops finished users from its batch.
+    ``reset(mask)`` to forget users ``mask`` (bool ``(n,)``; all when None), and
+    ``select(keep)`` to keep only rows ``keep`` of per-user state when a runner drops finished
+    users from its batch.
     """
 
     def recommend(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> Recommendation: ...
