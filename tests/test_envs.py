@@ -6,9 +6,11 @@ The last section checks the checks: deliberately broken envs must fail them.
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,17 @@ ENV_IDS = sorted(i for i in gym.registry if i.startswith("recoworld/"))
 ID_KWARGS: dict[str, dict[str, Any]] = {}
 
 
+@functools.cache
+def _replay_log() -> str:
+    """A small logged run for Replay-v0 (made once per test session)."""
+    out = tempfile.mkdtemp(prefix="replay-log-")
+    recoworld.simulate(recommenders=("random",), n_users=20, days=2, out_dir=out, **SMALL)
+    return f"{out}/trajectories/random"
+
+
 def kwargs_for(env_id: str, **extra: Any) -> dict[str, Any]:
+    if env_id == "recoworld/Replay-v0":
+        return {"log_path": _replay_log(), **extra}
     return {**SMALL, **ID_KWARGS.get(env_id, {}), **extra}
 
 

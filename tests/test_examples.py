@@ -12,6 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TINY = {
     "quickstart.py": ["--steps", "40"],
     "compare_recommenders.py": ["--users", "50", "--steps", "40"],
+    "instruction_following.py": ["--users", "16", "--seeds", "0", "--days", "2"],
+    "train_ppo.py": ["--timesteps", "256"],
 }
 
 

@@ -18,12 +18,14 @@ from recoworld.agents.base import (
     register_recommender,
 )
 from recoworld.agents.baselines import EpsilonGreedy, GreedyRecommender, OracleRecommender
+from recoworld.agents.instruction import InstructionFollowingRecommender
 
 __all__ = [
     "DiagLinUCBRecommender",
     "EpsilonGreedy",
     "GreedyRecommender",
     "InSlateThompsonRecommender",
+    "InstructionFollowingRecommender",
     "LinUCBRecommender",
     "OracleRecommender",
     "PopularityRecommender",

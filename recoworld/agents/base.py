@@ -87,7 +87,8 @@ class PopularityRecommender:
 
     Remembers, per user, the last ``memory`` items shown (from ``info["slate_ids"]``) and skips
     them, as a production "most popular, unseen" list does; ``memory=0`` re-shows the same top
-    items every step. Deterministic (propensity 1).
+    items every step. A row whose ``info["user_id"]`` changes (a vector env's autoreset) starts
+    with an empty memory. Deterministic (propensity 1).
 
     Args:
         action_space: the single env's action space.
@@ -102,6 +103,7 @@ class PopularityRecommender:
         self.log_pop = np.log(catalog.popularity)
         self.memory = memory
         self._shown: np.ndarray | None = None
+        self._users: np.ndarray | None = None
 
     def score(self, obs: dict[str, np.ndarray], info: dict[str, Any]) -> np.ndarray:
         cand = np.asarray(info["candidate_ids"])
@@ -110,7 +112,15 @@ class PopularityRecommender:
         if self.memory:
             if self._shown is None or self._shown.shape[0] != n:
                 self._shown = np.full((n, self.memory), -1, np.int64)
+                self._users = None
             last = np.asarray(info["slate_ids"]).reshape(n, -1)
+            if "user_id" in info:
+                users = np.asarray(info["user_id"]).reshape(n)
+                if self._users is not None:
+                    new = users != self._users
+                    self._shown[new] = -1
+                    last = np.where(new[:, None], -1, last)
+                self._users = users.copy()
             keep = self.memory - last.shape[1]
             self._shown = np.concatenate([last, self._shown[:, : max(keep, 0)]], 1)[
                 :, : self.memory
@@ -128,13 +138,15 @@ class PopularityRecommender:
         """Keep only rows ``keep`` of the per-user memory (a runner compacted its batch)."""
         if self._shown is not None:
             self._shown = self._shown[keep]
+        if self._users is not None:
+            self._users = self._users[keep]
 
     def reset(self, mask: np.ndarray | None = None) -> None:
         """Forget what users ``mask`` (all when None) were shown."""
         if self._shown is None:
             return
         if mask is None:
-            self._shown = None
+            self._shown = self._users = None
         else:
             self._shown[np.asarray(mask)] = -1
 

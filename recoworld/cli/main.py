@@ -17,6 +17,7 @@ from recoworld.errors import RecoworldError
 
 SUBCOMMANDS: dict[str, str] = {
     "simulate": "recoworld.cli.simulate",
+    "evaluate": "recoworld.cli.evaluate",
 }
 
 
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(module_name)
         sub = commands.add_parser(
             name,
-            help=module.HELP,
+            help=module.HELP.replace("%", "%%"),  # argparse formats help strings
             description=module.__doc__,
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )

@@ -41,3 +41,6 @@ def register_envs() -> None:
             vector_entry_point="recoworld.envs.vector:RecoVectorEnv",
             kwargs=dict(kwargs),
         )
+    from recoworld.replay.env import register_replay_env  # lazy: keeps this module light
+
+    register_replay_env()

@@ -33,6 +33,11 @@ from recoworld.errors import ConfigError, require
 EVAL_SEED_OFFSET = 1_000_003  # evaluation users never coincide with training users
 DEFAULT_EVAL_FREQ = 10_000
 DEFAULT_CHECKPOINT_FREQ = 50_000
+# Discount of the built-in algorithms: a horizon of about 20 steps, one session's length in
+# the retention preset, so the return bonus at a session's end is seen from its start without
+# the variance of SB3's 0.99 (a 100-step horizon, several sessions). In a sweep of PPO on
+# Retention-v0 (200k steps) it gave the best return; see benchmarks/ppo_retention.py.
+DEFAULT_GAMMA = 0.95
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -129,6 +134,7 @@ def _make_ppo(
     if total_timesteps:
         n_steps = max(min(n_steps, total_timesteps // n), 8)
     params = {
+        "gamma": DEFAULT_GAMMA,
         "n_steps": n_steps,
         "batch_size": _batch_size(n_steps * n, 256),
         "n_epochs": 5,
@@ -171,7 +177,7 @@ def _make_a2c(
 
     from recoworld.agents.sb3.policies import CandidatePolicy
 
-    params = {"ent_coef": 0.01, **algo_kwargs}
+    params = {"gamma": DEFAULT_GAMMA, "ent_coef": 0.01, **algo_kwargs}
     return A2C(
         policy or CandidatePolicy,
         env,
@@ -206,6 +212,7 @@ def _make_dqn(
         )
     kwargs = extractor_kwargs(net_arch=[64], **(policy_kwargs or {}))
     params = {
+        "gamma": DEFAULT_GAMMA,
         "buffer_size": 100_000,
         "learning_starts": min(1_000, max(total_timesteps // 10, 1)) if total_timesteps else 1_000,
         "train_freq": 4,
@@ -371,7 +378,7 @@ def train(
         to_sb3_vec_env(env_id, min(n_envs, eval_episodes), eval_seed, **env_kwargs)
     )
     if normalize_reward:  # VecMonitor below it records the raw rewards
-        gamma = (algo_kwargs or {}).get("gamma", 0.99)
+        gamma = (algo_kwargs or {}).get("gamma", DEFAULT_GAMMA)
         env = VecNormalize(env, norm_obs=False, norm_reward=True, gamma=gamma)
         # the eval env must be wrapped alike for EvalCallback; it never scales anything
         eval_env = VecNormalize(eval_env, training=False, norm_obs=False, norm_reward=False)
