@@ -123,11 +123,11 @@ def test_novelty_seekers_in_the_env_click_novel_topics_more_in_exploring_session
 
 def test_retention_users_return_sooner_after_satisfying_sessions() -> None:
     world = _world("retention")
-    n = 3000
+    n = 1500
     state = world.sample_users(rng.user_keys(5, np.arange(n)), np.arange(n))
     gen = np.random.default_rng(5)
     sat, gaps = [], []
-    for _ in range(400):
+    for _ in range(250):
         live = np.flatnonzero(~state.churned)
         if live.size == 0:
             break
