@@ -18,6 +18,7 @@ from recoworld.errors import RecoworldError
 SUBCOMMANDS: dict[str, str] = {
     "simulate": "recoworld.cli.simulate",
     "evaluate": "recoworld.cli.evaluate",
+    "train": "recoworld.cli.train",
 }
 
 

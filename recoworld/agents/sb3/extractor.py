@@ -37,6 +37,7 @@ from recoworld.errors import ConfigError, require
 require("torch", "rl")
 require("stable_baselines3", "rl")
 
+import numpy as np  # noqa: E402
 import torch as th  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor  # noqa: E402
@@ -70,12 +71,12 @@ class CandidateExtractor(BaseFeaturesExtractor):
                 f"CandidateExtractor needs a Dict observation with a {CANDIDATES!r} key, got "
                 f"{describe_space(observation_space)}"
             )
-        cand = observation_space[CANDIDATES]
-        if len(cand.shape) != 2:
-            raise ConfigError(f"{CANDIDATES!r} must be (K, F), got shape {cand.shape}")
-        k, f = cand.shape
-        self.context_keys = tuple(k for k in CONTEXT_KEYS if k in observation_space.spaces)
-        c = sum(int(observation_space[key].shape[0]) for key in self.context_keys)
+        shape = tuple(observation_space[CANDIDATES].shape or ())
+        if len(shape) != 2:
+            raise ConfigError(f"{CANDIDATES!r} must be (K, F), got shape {shape}")
+        k, f = shape
+        self.context_keys = tuple(key for key in CONTEXT_KEYS if key in observation_space.spaces)
+        c = sum(int(np.prod(observation_space[key].shape or ())) for key in self.context_keys)
         super().__init__(observation_space, features_dim=k * embed_dim + 2 * embed_dim)
         self.k, self.embed_dim = k, embed_dim
         # first layer on [x_k, c] written as two linears so c is projected once per row,

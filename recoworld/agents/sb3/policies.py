@@ -177,9 +177,12 @@ class CandidatePolicy(MultiInputActorCriticPolicy):
         space = self.action_space
         if isinstance(space, spaces.MultiDiscrete):
             self.action_dist = SlateDistribution(fx.k, int(space.nvec.shape[0]))
-        n_out = int(space.n) if isinstance(space, spaces.Discrete) else int(np.prod(space.shape))
-        if isinstance(space, (spaces.Box, spaces.MultiDiscrete)):
-            n_out = int(space.nvec[0]) if isinstance(space, spaces.MultiDiscrete) else n_out
+        if isinstance(space, spaces.Discrete):
+            n_out = int(space.n)
+        elif isinstance(space, spaces.MultiDiscrete):
+            n_out = int(space.nvec[0])
+        else:  # Box scores
+            n_out = int(np.prod(space.shape or (0,)))
         if n_out != fx.k:
             raise ConfigError(
                 f"action space {space} does not index the observation's {fx.k} candidates"
@@ -187,7 +190,7 @@ class CandidatePolicy(MultiInputActorCriticPolicy):
         self.action_net = CandidateScorer(fx.k, fx.embed_dim)
         if self.ortho_init:
             self.action_net.apply(lambda m: self.init_weights(m, gain=0.01))
-        self.optimizer = self.optimizer_class(  # rebuilt: it must see the new head
+        self.optimizer = self.optimizer_class(  # type: ignore[call-arg]  # rebuilt: new head
             self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs
         )
 

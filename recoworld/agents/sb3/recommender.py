@@ -71,7 +71,7 @@ class SB3Recommender:
             if isinstance(policy, CandidatePolicy):
                 return policy.action_net(policy.extract_features(tensor)).cpu().numpy()
             dist = policy.get_distribution(tensor)
-            inner = getattr(dist, "distribution", None)
+            inner: Any = getattr(dist, "distribution", None)
             if hasattr(inner, "logits"):
                 return inner.logits.cpu().numpy()
         raise ConfigError(
@@ -169,6 +169,7 @@ def load_policy(path: str | Path, env: Any, algo: str | None = None, device: str
 
         env = gym.make(env)
     data, _, _ = load_from_zip_file(path, device=device, load_data=True)
+    data = data or {}
     obs_space, act_space = space_of(env)
     for which, saved, current in (
         ("observation", data.get("observation_space"), obs_space),

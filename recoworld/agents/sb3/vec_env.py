@@ -65,7 +65,7 @@ class RecoSB3VecEnv(VecEnv):
                 f"the vector env uses autoreset mode {mode}; Stable-Baselines3 needs same-step "
                 "autoreset: make it with autoreset_mode='same_step'"
             )
-        self.venv = env
+        self.venv: Any = env  # typed loosely: Sync/Async vector envs add get_attr, call, envs
         self.total_steps = 0
         self._actions: np.ndarray | None = None
         self._per_slot = hasattr(env, "envs")  # Sync/AsyncVectorEnv: one env object per slot
@@ -75,9 +75,11 @@ class RecoSB3VecEnv(VecEnv):
     def reset(self) -> dict[str, np.ndarray]:
         """Reset every slot, with the seeds set by `seed` (used once, as in SB3)."""
         seeds = self._seeds
-        seed: list[int] | None = None if all(s is None for s in seeds) else list(seeds)
-        if seed is not None and any(s is None for s in seed):
-            raise ConfigError(f"seeds {seeds} mix None and integers; seed all slots or none")
+        seed: list[int] | None = None
+        if any(s is not None for s in seeds):
+            if any(s is None for s in seeds):
+                raise ConfigError(f"seeds {seeds} mix None and integers; seed all slots or none")
+            seed = [int(s) for s in seeds if s is not None]
         options = self._options[0] if self._options and self._options[0] else None
         obs, info = self.venv.reset(seed=seed, options=options)
         self.reset_infos = _split_info(info, self.num_envs)
@@ -104,7 +106,7 @@ class RecoSB3VecEnv(VecEnv):
         if dones.any():
             final_obs = info["final_obs"]
             final_info = info.get("final_info", {})
-            for i in np.flatnonzero(dones):
+            for i in np.flatnonzero(dones).tolist():
                 self.reset_infos[i] = infos[i]  # the new user's first info
                 infos[i] = {k: _row(v, i) for k, v in final_info.items() if k[0] != "_"}
                 infos[i]["terminal_observation"] = final_obs[i]
