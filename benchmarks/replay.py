@@ -5,6 +5,12 @@ Sections (each a function, printed by `main`):
 - loading (`bench_loading`): rows per second of `recoworld.replay.load_sessions` on a Parquet
   log written by `make_log`, against ``pyarrow.parquet.read_table`` of the same file measured in
   the same run (the floor any loader pays), and of the CSV round trip on a 100,000-row slice.
+- off-policy evaluation (`bench_ope`): rows per second of the estimators on the log's arrays
+  (single-item ones on slot 0, slate ones on the whole slate), of the Plackett-Luce target
+  probabilities they need, of a 200-replicate bootstrap, and of `evaluate_log` end to end;
+  the reference is a plain ``numpy`` mean over the same rows, timed in the same run.
+- calibration (`bench_calibration`): seconds of `recoworld.replay.calibration.calibrate` on
+  the log (its clicks are random, so only the time means anything here).
 
 The log is synthetic, built in the log schema with pyarrow directly (seconds, not the minutes a
 simulation of a million steps takes): 20,000 users, sessions of 1 .. 40 steps, K = 50 candidates,
@@ -147,9 +153,116 @@ def bench_loading(path: str | Path, csv_rows: int = CSV_ROWS) -> dict[str, float
     return out
 
 
+def bench_ope(path: str | Path, seed: int = 0) -> dict[str, float]:
+    """Time the off-policy estimators on the log ``path``; returns rows per second by name."""
+    from recoworld.catalog import Catalog
+    from recoworld.replay import ope
+    from recoworld.replay.validation import SoftmaxPolicy, evaluate_log, slate_indices
+
+    s = load_sessions(path)
+    n = s.n_steps
+    rng = np.random.default_rng(seed)
+    catalog = Catalog.synthetic(N_ITEMS, n_topics=20, dim=16, n_creators=200, seed=seed)
+    target = SoftmaxPolicy(catalog, "popularity", temperature=1.0, slate_size=SLATE)
+    cand = s.candidate_ids.astype(np.int64)
+    action = slate_indices(cand, s.slate_ids.astype(np.int64))
+    rewards = s.clicks.astype(np.float64)
+    p0 = s.propensity.astype(np.float64)
+    out: dict[str, float] = {"rows": float(n)}
+    t = {}
+    t["numpy mean (reference)"] = best_of(lambda: rewards.sum(1).mean())
+    pi = target.probabilities(None, {"candidate_ids": cand})
+    t["target probabilities (n, K)"] = best_of(
+        lambda: target.probabilities(None, {"candidate_ids": cand}), 1
+    )
+    cond = ope.plackett_luce_conditionals(pi, action)
+    t["Plackett-Luce conditionals"] = best_of(lambda: ope.plackett_luce_conditionals(pi, action))
+    sub = slice(0, min(n, 100_000))  # the sampled marginals are the slow part: time 100k rows
+    t_marg = best_of(lambda: ope.plackett_luce_marginals(pi[sub], action[sub], rng), 1)
+    q, mass = ope.plackett_luce_marginals(pi, action, rng)
+    r0, p00, pe0 = rewards[:, 0], p0[:, 0], np.take_along_axis(pi, action[:, :1], 1)[:, 0]
+    single = {"IPS": ope.IPS(), "ClippedIPS": ope.ClippedIPS(10.0), "SNIPS": ope.SNIPS()}
+    for name, est in single.items():
+        t[name] = best_of(lambda est=est: est.estimate(r0, p00, pe0))
+    ids0 = cand[np.arange(n), action[:, 0]]
+    predict = ope.ItemMeanReward().fit(ids0, r0)
+    preds = predict(cand)
+    t["DR (+ reward model)"] = best_of(
+        lambda: ope.DoublyRobust().estimate(
+            r0,
+            p00,
+            pe0,
+            target_probabilities=pi,
+            action=action[:, 0],
+            reward_predictions=predict(cand),
+        )
+    )
+    del preds
+    marg0 = np.full(p0.shape, 1.0 / K)
+    t["IIPS"] = best_of(lambda: ope.IndependentIPS().estimate(rewards, marg0, q))
+    t["RIPS"] = best_of(lambda: ope.RewardInteractionIPS().estimate(rewards, p0, cond))
+    t["SlateIPS"] = best_of(lambda: ope.SlateIPS().estimate(rewards, p0, cond))
+    t["PI"] = best_of(
+        lambda: ope.PseudoInverse().estimate(rewards, marg0, q, target_item_mass=mass)
+    )
+    t["IPS + 200 bootstrap replicates"] = best_of(
+        lambda: ope.IPS().estimate_ci(r0, p00, pe0, n_bootstrap=200), 1
+    )
+    t_end = best_of(lambda: evaluate_log(s, {"softmax": target}, n_bootstrap=200), 1)
+    print(f"log: {n:,} rows, K={K}, slates of {SLATE}; target: softmax over log-popularity")
+    for name, sec in t.items():
+        out[name] = n / sec
+        print(f"  {name:<32}{n / sec:>16,.0f} rows/s  ({sec:.3f} s)")
+    m = sub.stop - sub.start
+    out["Plackett-Luce marginals (sampled)"] = m / t_marg
+    print(
+        f"  {'Plackett-Luce marginals (L=5)':<32}{m / t_marg:>16,.0f} rows/s  "
+        f"({t_marg:.3f} s for {m:,} rows; 32 sampled prefixes per row)"
+    )
+    out["evaluate_log end to end"] = n / t_end
+    print(
+        f"  {'evaluate_log, 4 slate estimators':<32}{n / t_end:>16,.0f} rows/s  ({t_end:.1f} s, "
+        "incl. marginals and bootstraps)"
+    )
+    ratio = t["IPS"] / t["numpy mean (reference)"]
+    print(f"  IPS takes {ratio:.1f} x the reference mean (input checks and the weight products)")
+    return out
+
+
+def bench_calibration(path: str | Path, prior_draws: int = 64) -> dict[str, float]:
+    """Time `calibrate` on the log ``path`` (stage by stage); returns seconds by stage."""
+    from recoworld.replay.calibration import LogArrays, calibrate
+
+    t0 = time.perf_counter()
+    arr = LogArrays.from_log(path, n_items=N_ITEMS)
+    t_read = time.perf_counter() - t0
+    stamps: list[tuple[str, float]] = []
+    t1 = time.perf_counter()
+    calibrate(
+        arr,
+        n_prior_draws=prior_draws,
+        progress=lambda done, total, label: stamps.append((label, time.perf_counter())),
+    )
+    total = time.perf_counter() - t1
+    out = {"read_and_sort": t_read, "calibrate": total}
+    print(f"log: {arr.n:,} rows, {arr.n_users:,} users, {arr.n_items:,} items; M={prior_draws}")
+    print(f"  load + sort into LogArrays        {t_read:8.1f} s")
+    last = t1
+    for label, stamp in stamps:
+        print(f"  {label:<34}{stamp - last:8.1f} s")
+        out[label] = stamp - last
+        last = stamp
+    print(f"  calibrate, total                  {total:8.1f} s  ({arr.n / total:,.0f} rows/s)")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=N_ROWS, help="log size in steps")
+    parser.add_argument("--skip-ope", action="store_true", help="skip the OPE section")
+    parser.add_argument(
+        "--skip-calibration", action="store_true", help="skip the calibration section"
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.machine()}, {platform.python_implementation()} "
@@ -164,6 +277,12 @@ def main() -> None:
         )
         print("\n== loading ==")
         bench_loading(path)
+        if not args.skip_ope:
+            print("\n== off-policy evaluation ==")
+            bench_ope(path)
+        if not args.skip_calibration:
+            print("\n== calibration ==")
+            bench_calibration(path)
 
 
 if __name__ == "__main__":

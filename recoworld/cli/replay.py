@@ -99,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--holdout", type=float, default=0.2, help="share of sessions held out (default: 0.2)"
     )
     cal.add_argument(
-        "--prior-draws", type=int, default=128, help="draws of the interest prior (default: 128)"
+        "--prior-draws", type=int, default=64, help="draws of the interest prior (default: 64)"
     )
     cal.add_argument(
         "--simulate-recommender",
@@ -309,14 +309,10 @@ def _publish(scratch: Path, out: Path) -> list[str]:
 
 
 def _write_text(path: Path, text: str) -> None:
+    from recoworld.replay.calibration import write_atomically
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        Path(tmp).write_text(text)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    write_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 # ------------------------------------------------------------------------ convert

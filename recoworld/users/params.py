@@ -108,8 +108,8 @@ class UserParams:
     interest_noise: Any = 0.4
 
     def __post_init__(self) -> None:
-        if any(isinstance(getattr(self, f.name), np.ndarray) for f in fields(self)):
-            return  # per-user arrays were validated as scalars before they were broadcast
+        if isinstance(self.beta_aff, np.ndarray):
+            return  # per-user arrays (all fields at once) were validated as scalars before
         for f in fields(self):
             v = getattr(self, f.name)
             if not isinstance(v, (int, float)) or math.isnan(float(v)):
@@ -181,9 +181,12 @@ class UserParams:
 
     def take_rows(self, idx: np.ndarray | slice) -> UserParams:
         """Rows ``idx`` of per-user arrays."""
-        return UserParams(**{f.name: getattr(self, f.name)[idx] for f in fields(self)})
+        return UserParams(**{name: getattr(self, name)[idx] for name in PARAM_NAMES})
 
     def put_rows(self, idx: np.ndarray, other: UserParams) -> None:
         """Write ``other``'s rows into rows ``idx`` (in place; arrays only)."""
-        for f in fields(self):
-            getattr(self, f.name)[idx] = getattr(other, f.name)
+        for name in PARAM_NAMES:
+            getattr(self, name)[idx] = getattr(other, name)
+
+
+PARAM_NAMES = tuple(f.name for f in fields(UserParams))

@@ -113,20 +113,15 @@ class UserState:
 
     def take(self, idx: np.ndarray | slice) -> UserState:
         """A new state holding rows ``idx``: copies for an index array, views for a slice."""
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            out[f.name] = v.take_rows(idx) if isinstance(v, UserParams) else v[idx]
+        out: dict[str, Any] = {name: getattr(self, name)[idx] for name in ARRAY_FIELDS}
+        out["params"] = self.params.take_rows(idx)
         return UserState(**out)
 
     def put(self, idx: np.ndarray, other: UserState) -> None:
         """Write ``other``'s rows into rows ``idx`` (in place)."""
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, UserParams):
-                v.put_rows(idx, other.params)
-            else:
-                v[idx] = getattr(other, f.name)
+        for name in ARRAY_FIELDS:
+            getattr(self, name)[idx] = getattr(other, name)
+        self.params.put_rows(idx, other.params)
 
     def nbytes(self) -> int:
         """Memory held by the arrays, in bytes."""
@@ -138,3 +133,6 @@ class UserState:
             else:
                 total += v.nbytes
         return total
+
+
+ARRAY_FIELDS = tuple(f.name for f in fields(UserState) if f.name != "params")
