@@ -54,8 +54,9 @@ ROUNDS = 4  # interleaved timing rounds per measurement (best counts)
 TAU, U0, ETA, H0, H_SAT = 0.5, 0.0, 0.05, -2.5, 1.0
 
 
-def timed(step: Callable[[int], object], seconds: float, start: int = 0,
-          min_steps: int = 2) -> tuple[int, float]:
+def timed(
+    step: Callable[[int], object], seconds: float, start: int = 0, min_steps: int = 2
+) -> tuple[int, float]:
     """Run ``step(start), step(start + 1), ...`` until ``seconds`` have passed (and at least
     ``min_steps`` times). Returns ``(steps, elapsed seconds)``."""
     steps, t0 = 0, time.perf_counter()
@@ -110,9 +111,16 @@ class VectorBench(Bench):
     """`RecoVectorEnv` with n Retention users under pre-drawn random actions."""
 
     def __init__(self, n: int, seed: int = 0) -> None:
-        self.env = RecoVectorEnv(num_envs=n, users="retention", multi_session=True,
-                                 horizon_days=HORIZON, n_items=N_ITEMS, num_candidates=K,
-                                 slate_size=SLATE, dim=DIM)
+        self.env = RecoVectorEnv(
+            num_envs=n,
+            users="retention",
+            multi_session=True,
+            horizon_days=HORIZON,
+            n_items=N_ITEMS,
+            num_candidates=K,
+            slate_size=SLATE,
+            dim=DIM,
+        )
         self.env.reset(seed=seed)
         self.pool = action_pool(n, K, SLATE, seed + 1, pool_size(n))
         self.ended = 0  # user-steps that ended an episode (warm-up included)
@@ -178,8 +186,7 @@ class SingleBench(Bench):
     reset inside the timed step, so resets count against the rate."""
 
     def __init__(self, seed: int = 0) -> None:
-        self.env = RecoEnv(users="retention", multi_session=True, num_candidates=10,
-                           slate_size=2)
+        self.env = RecoEnv(users="retention", multi_session=True, num_candidates=10, slate_size=2)
         self.env.reset(seed=seed)
         self.pool = list(action_pool(4096, 10, 2, seed + 1, 1)[0])
         self.resets = 0
@@ -211,27 +218,41 @@ def fmt_rate(x: float) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true",
-                    help="smoke run: sizes 1 and 64, 1 s each, memory of 10,000 users scaled")
-    ap.add_argument("--seconds", type=float, default=None,
-                    help="timed seconds per measurement, split over rounds (default 2, or 1 "
-                         "with --quick)")
+    ap.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke run: sizes 1 and 64, 1 s each, memory of 10,000 users scaled",
+    )
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=None,
+        help="timed seconds per measurement, split over rounds (default 2, or 1 with --quick)",
+    )
     args = ap.parse_args()
     seconds = args.seconds if args.seconds is not None else (1.0 if args.quick else 2.0)
     sizes = QUICK_SIZES if args.quick else FULL_SIZES
     mem_users = 10_000 if args.quick else MEMORY_USERS
 
-    print(f"recoworld throughput ({'quick' if args.quick else 'full'}): numpy {np.__version__}, "
-          f"python {platform.python_version()}, {os.cpu_count()} CPUs, >= {seconds:g} s per "
-          "measurement")
-    print(f"RecoVectorEnv: retention, multi_session, horizon {HORIZON} d, {N_ITEMS:,} items, "
-          f"K={K}, slate {SLATE}, dim {DIM}; random actions (pre-drawn)")
-    print("reference: bare numpy step (gather K embeddings, score, MNL over slate + no-click, "
-          "drift, leave)")
+    print(
+        f"recoworld throughput ({'quick' if args.quick else 'full'}): numpy {np.__version__}, "
+        f"python {platform.python_version()}, {os.cpu_count()} CPUs, >= {seconds:g} s per "
+        "measurement"
+    )
+    print(
+        f"RecoVectorEnv: retention, multi_session, horizon {HORIZON} d, {N_ITEMS:,} items, "
+        f"K={K}, slate {SLATE}, dim {DIM}; random actions (pre-drawn)"
+    )
+    print(
+        "reference: bare numpy step (gather K embeddings, score, MNL over slate + no-click, "
+        "drift, leave)"
+    )
     print()
-    head = (f"{'users':>7} | {'env user-steps/s':>16} {'ms/step':>8} {'steps':>6} "
-            f"{'done%':>6} | {'ref user-steps/s':>16} {'ms/step':>8} {'steps':>6} | "
-            f"{'env/ref':>7}")
+    head = (
+        f"{'users':>7} | {'env user-steps/s':>16} {'ms/step':>8} {'steps':>6} "
+        f"{'done%':>6} | {'ref user-steps/s':>16} {'ms/step':>8} {'steps':>6} | "
+        f"{'env/ref':>7}"
+    )
     print(head)
     print("-" * len(head))
     ratios: dict[int, float] = {}
@@ -240,42 +261,56 @@ def main() -> None:
         interleaved([ref, env], seconds, ROUNDS)
         ratios[n] = env.rate / ref.rate
         done = env.ended / (n * env.done)
-        print(f"{n:>7,} | {fmt_rate(n * env.rate):>16} {1e3 / env.rate:>8.2f} {env.steps:>6} "
-              f"{100 * done:>5.1f}% | {fmt_rate(n * ref.rate):>16} {1e3 / ref.rate:>8.2f} "
-              f"{ref.steps:>6} | {ratios[n]:>7.3f}", flush=True)
+        print(
+            f"{n:>7,} | {fmt_rate(n * env.rate):>16} {1e3 / env.rate:>8.2f} {env.steps:>6} "
+            f"{100 * done:>5.1f}% | {fmt_rate(n * ref.rate):>16} {1e3 / ref.rate:>8.2f} "
+            f"{ref.steps:>6} | {ratios[n]:>7.3f}",
+            flush=True,
+        )
         env.env.close()
         del env, ref
-    print(f"(rates: best of {ROUNDS} interleaved rounds; steps: batched steps timed in all; "
-          "done%: share of user-steps that ended an episode, each slot's next step being its "
-          "autoreset)")
+    print(
+        f"(rates: best of {ROUNDS} interleaved rounds; steps: batched steps timed in all; "
+        "done%: share of user-steps that ended an episode, each slot's next step being its "
+        "autoreset)"
+    )
     print()
 
     single = SingleBench()
     interleaved([single], seconds, ROUNDS)
-    print(f"{'RecoEnv (retention, K=10, slate 2)':<36} {fmt_rate(single.rate):>10} steps/s "
-          f"({single.steps:,} steps timed, {single.resets} resets among them)")
+    print(
+        f"{'RecoEnv (retention, K=10, slate 2)':<36} {fmt_rate(single.rate):>10} steps/s "
+        f"({single.steps:,} steps timed, {single.resets} resets among them)"
+    )
     single.env.close()
 
     nbytes, mem_s = state_bytes(mem_users)
     scaled = nbytes * MEMORY_USERS / mem_users
     gib = scaled / (1 << 30)
     how = "measured" if mem_users == MEMORY_USERS else f"scaled from {mem_users:,}"
-    print(f"{'user state, 1,000,000 users':<36} {gib:>10.3f} GiB "
-          f"({scaled / MEMORY_USERS:,.0f} B/user, {how}; sampled in {mem_s:.1f} s)")
+    print(
+        f"{'user state, 1,000,000 users':<36} {gib:>10.3f} GiB "
+        f"({scaled / MEMORY_USERS:,.0f} B/user, {how}; sampled in {mem_s:.1f} s)"
+    )
     print()
 
     print("targets:")
     for n in TARGET_SIZES:
         if n in ratios:
             ok = ratios[n] >= TARGET_RATIO
-            print(f"  {'PASS' if ok else 'MISS'}  env >= {TARGET_RATIO} x reference at "
-                  f"{n:,} users: {ratios[n]:.3f}")
+            print(
+                f"  {'PASS' if ok else 'MISS'}  env >= {TARGET_RATIO} x reference at "
+                f"{n:,} users: {ratios[n]:.3f}"
+            )
         else:
-            print(f"  SKIP  env >= {TARGET_RATIO} x reference at {n:,} users (not run; "
-                  "drop --quick)")
+            print(
+                f"  SKIP  env >= {TARGET_RATIO} x reference at {n:,} users (not run; drop --quick)"
+            )
     ok = single.rate >= TARGET_SINGLE
-    print(f"  {'PASS' if ok else 'MISS'}  single env >= {TARGET_SINGLE:,.0f} steps/s: "
-          f"{fmt_rate(single.rate)}")
+    print(
+        f"  {'PASS' if ok else 'MISS'}  single env >= {TARGET_SINGLE:,.0f} steps/s: "
+        f"{fmt_rate(single.rate)}"
+    )
     ok = scaled <= MEMORY_LIMIT
     print(f"  {'PASS' if ok else 'MISS'}  user state of 1M users <= 1 GiB: {gib:.3f} GiB")
 

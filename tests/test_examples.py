@@ -14,6 +14,7 @@ TINY = {
     "compare_recommenders.py": ["--users", "50", "--steps", "40"],
     "instruction_following.py": ["--users", "16", "--seeds", "0", "--days", "2"],
     "train_ppo.py": ["--timesteps", "256"],
+    "calibrate_from_logs.py": ["--users", "60", "--days", "2", "--prior-draws", "16"],
 }
 
 

@@ -24,8 +24,15 @@ def trajectory(env_id: str, steps: int = 120, seed: int = 11) -> dict[str, list]
     env = gym.make(env_id, **KWARGS)
     gen = np.random.default_rng(seed)
     _, info = env.reset(seed=seed)
-    out: dict[str, list] = {"candidates": [info["candidate_ids"][:5].tolist()], "slate": [],
-                            "clicked": [], "reward": [], "left": [], "done": [], "instr": []}
+    out: dict[str, list] = {
+        "candidates": [info["candidate_ids"][:5].tolist()],
+        "slate": [],
+        "clicked": [],
+        "reward": [],
+        "left": [],
+        "done": [],
+        "instr": [],
+    }
     for _ in range(steps):
         action = gen.permutation(KWARGS["num_candidates"])[: KWARGS["slate_size"]]
         _, reward, term, trunc, info = env.step(action)

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "recoworld.cli.simulate",
     "evaluate": "recoworld.cli.evaluate",
     "train": "recoworld.cli.train",
+    "replay": "recoworld.cli.replay",
 }
 
 

@@ -42,8 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ev = actions.add_parser(
         "evaluate",
         help="off-policy estimates of policies on a log",
-        description="Estimate, from a log with logging propensities, each target policy's mean "
-        "reward per logged step, with percentile-bootstrap CIs over sessions.",
+        description="Estimate, from a log with logging propensities, each target policy's\n"
+        "mean reward per logged step, with percentile-bootstrap CIs over sessions.",
         formatter_class=raw,
     )
     ev.add_argument("--log", type=Path, required=True, help="log file or folder (Parquet/CSV)")
@@ -79,8 +79,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     cal = actions.add_parser(
         "calibrate",
         help="fit a parametric population to a log and report its fidelity",
-        description="Fit item embeddings, user interests, choice temperature and no-click "
-        "utility, watch, leave hazard and return gaps to a log (recoworld.replay.calibration); "
+        description="Fit item embeddings, user interests, choice temperature and no-click\n"
+        "utility, watch, leave hazard and return gaps to a log (recoworld.replay.calibration);\n"
         "then simulate the calibrated population and compare it with the log.",
         formatter_class=raw,
     )
@@ -116,7 +116,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     conv = actions.add_parser(
         "convert",
         help="convert a public interaction log to the log schema",
-        description="Convert RecBole atomic .inter files, MovieLens ratings or KuaiRand/KuaiRec "
+        description="Convert RecBole atomic .inter files, MovieLens ratings or KuaiRand/KuaiRec\n"
         "CSV logs to one Parquet file in the log schema (recoworld.replay.converters).",
         formatter_class=raw,
     )

@@ -54,8 +54,9 @@ COLUMNS: tuple[Column, ...] = (
     Column(
         "propensity",
         "list<float32>",
-        "(L,) probability of each shown item at its slot under the logging recommender "
-        "(1.0 for deterministic recommenders)",
+        "(L,) probability of each shown item at its slot given the items shown above it, under "
+        "the logging recommender (the product is the slate's probability; 1.0 for "
+        "deterministic recommenders)",
     ),
     Column("clicks", "list<bool>", "(L,) True where the user clicked the slot (at most one)"),
     Column("clicked", "int32", "item id of the first clicked slot, -1 if none"),
