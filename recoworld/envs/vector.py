@@ -15,6 +15,20 @@ from recoworld.errors import ConfigError
 _MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 
 
+def vector_args(num_envs: Any, autoreset_mode: str | AutoresetMode) -> AutoresetMode:
+    """Validate a vector env's ``num_envs`` and return its `AutoresetMode`."""
+    if not isinstance(num_envs, int) or num_envs < 1:
+        raise ConfigError(f"num_envs={num_envs!r} must be a positive integer")
+    mode = (
+        _MODES.get(autoreset_mode, autoreset_mode)
+        if isinstance(autoreset_mode, str)
+        else (autoreset_mode)
+    )
+    if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
+        raise ConfigError(f"autoreset_mode={autoreset_mode!r}; choose 'next_step' or 'same_step'")
+    return AutoresetMode(mode)
+
+
 class RecoVectorEnv(VectorEnv):
     """``num_envs`` simulated users stepped at once by the same core as `RecoEnv`.
 
@@ -41,17 +55,7 @@ class RecoVectorEnv(VectorEnv):
         render_mode: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(num_envs, int) or num_envs < 1:
-            raise ConfigError(f"num_envs={num_envs!r} must be a positive integer")
-        mode = (
-            _MODES.get(autoreset_mode, autoreset_mode)
-            if isinstance(autoreset_mode, str)
-            else autoreset_mode
-        )
-        if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-            raise ConfigError(
-                f"autoreset_mode={autoreset_mode!r}; choose 'next_step' or 'same_step'"
-            )
+        mode = vector_args(num_envs, autoreset_mode)
         self.metadata = {"autoreset_mode": mode, "render_modes": []}
         self.config = make_config(kwargs)
         self.num_envs = num_envs

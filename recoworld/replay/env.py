@@ -17,6 +17,7 @@ from recoworld.envs.config import EnvConfig
 from recoworld.envs.core import World
 from recoworld.envs.observation import ObservationBuilder
 from recoworld.envs.rewards import RewardWeights
+from recoworld.envs.vector import vector_args
 from recoworld.errors import ConfigError, ReplayDataError
 from recoworld.replay.loaders import Sessions, load_sessions
 from recoworld.types import Feedback
@@ -28,7 +29,6 @@ from recoworld.users.state import UserState
 ENV_ID = "recoworld/Replay-v0"
 MATCH_RULES = ("first", "slate")
 ORDERS = ("random", "sequential")
-_MODES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 
 
 def log_catalog(sessions: Sessions, *, dim: int = 32, n_topics: int = 20, seed: int = 0) -> Catalog:
@@ -437,15 +437,7 @@ def make_replay_vector_env(
     """``num_envs`` `ReplayEnv` sharing one loaded log, as a `SyncVectorEnv`: sub-env ``i``
     reset with seed ``s`` behaves as a `ReplayEnv` reset with ``s + i``. The vector entry point
     of ``recoworld/Replay-v0``."""
-    if not isinstance(num_envs, int) or num_envs < 1:
-        raise ConfigError(f"num_envs={num_envs!r} must be a positive integer")
-    mode = (
-        _MODES.get(autoreset_mode, autoreset_mode)
-        if isinstance(autoreset_mode, str)
-        else autoreset_mode
-    )
-    if mode not in (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP):
-        raise ConfigError(f"autoreset_mode={autoreset_mode!r}; choose 'next_step' or 'same_step'")
+    mode = vector_args(num_envs, autoreset_mode)
     if kwargs.get("sessions") is None and kwargs.get("log_path") is not None:
         catalog = kwargs.get("catalog")
         kwargs["sessions"] = load_sessions(
