@@ -67,3 +67,16 @@ def test_help_and_version_exit_zero(argv, capsys):
 def test_a_command_is_required(capsys):
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().err
+
+
+def test_bench_prints_user_steps_per_second(capsys) -> None:
+    from recoworld.cli.main import main
+
+    assert (
+        main(["bench", "--env", "recoworld/Engagement-v0", "--users", "1", "8", "--seconds", "0.2"])
+        == 0
+    )
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "users" in line and line.strip()[0].isdigit()]
+    assert len(rows) == 2
+    assert all(float(r.split()[-1].replace(",", "")) > 0 for r in rows)

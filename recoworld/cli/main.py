@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, str] = {
     "evaluate": "recoworld.cli.evaluate",
     "train": "recoworld.cli.train",
     "replay": "recoworld.cli.replay",
+    "bench": "recoworld.cli.bench",
 }
 
 
