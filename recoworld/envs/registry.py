@@ -8,7 +8,7 @@ import gymnasium as gym
 
 from recoworld.envs.rewards import RewardWeights
 
-RETURN_BONUS = 5.0  # about one session's engagement: measured 6.1 (random) and 6.5 (popularity)
+RETURN_BONUS = 5.0  # about one session's engagement (~19 steps x 0.27 clicks + watch time)
 
 ENV_KWARGS: dict[str, dict[str, Any]] = {
     "recoworld/Engagement-v0": {
