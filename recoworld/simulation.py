@@ -75,6 +75,17 @@ SUMMARY_METRICS: dict[str, tuple[str, str]] = {
     "reward_per_user": ("reward per user", "{:.2f}"),
 }
 
+# Rows added to the summary when the population has LLM users (name -> (meaning, format)).
+LLM_METRICS: dict[str, tuple[str, str]] = {
+    "llm_fallbacks": ("user turns that took the fallback decision (llm_fallback)", "{:.0f}"),
+    "llm_requests": ("chat requests sent to the endpoint", "{:.0f}"),
+    "llm_cache_hits": ("turns answered from the response cache", "{:.0f}"),
+    "llm_repairs": ("turns that needed the repair retry", "{:.0f}"),
+    "llm_prompt_tokens": ("prompt tokens", "{:.0f}"),
+    "llm_completion_tokens": ("completion tokens", "{:.0f}"),
+    "llm_cost": ("estimated cost (NaN: no price configured)", "{:.4f}"),
+}
+
 _LABEL = re.compile(r"[A-Za-z0-9_.-]+")
 # info keys a recommender sees that are the previous step's log columns (see EnvCore.step)
 
@@ -102,7 +113,9 @@ class SimulationResult:
         width = max(len(m) for m in SUMMARY_METRICS)
         cols = [max(10, len(n)) for n in names]
         lines = [" " * width + "".join(f"  {n:>{w}}" for n, w in zip(names, cols, strict=True))]
-        for metric, (_, fmt) in SUMMARY_METRICS.items():
+        for metric, (_, fmt) in {**SUMMARY_METRICS, **LLM_METRICS}.items():
+            if any(metric not in self.summary[n] for n in names):
+                continue  # LLM rows only for runs with LLM users
             cells = [fmt.format(self.summary[n][metric]) for n in names]
             lines.append(
                 f"{metric:<{width}}"
@@ -164,6 +177,7 @@ class _DayStats:
         self.clicks: list[np.ndarray] = []  # (impressions,) bool per step
         self.shown: list[np.ndarray] = []  # (impressions,) item ids per step
         self.ild: list[np.ndarray] = []  # (n,) per step
+        self.llm_fallbacks = 0  # LLM user turns that took the fallback decision
 
     def add(self, record: dict[str, Any], ild: np.ndarray, median_length: float) -> None:
         """Add one step: ``record`` holds the log's columns, ``ild`` ``(n,)`` the slates'
@@ -200,6 +214,7 @@ class _DayStats:
             "reward": self.reward,
             "_impressions": float(shown.size),
             "_slates": float(self.steps),
+            "_llm_fallbacks": float(self.llm_fallbacks),
         }
         return out, exposure
 
@@ -253,7 +268,11 @@ class _Runner:
                 "step": step,
                 "candidate_ids": cand,
                 "propensity": out.propensity,
+                **_trace_columns(out.extras),
             }
+            fallback = record.pop("llm_fallback", None)  # LLM users' flag: counted, not logged
+            if fallback is not None:
+                stats.llm_fallbacks += int(np.count_nonzero(fallback))
             next_info = {**record, "dt_days": np.zeros(sub.n, np.int64), "repeats": repeats}
             if hasattr(rec, "update"):
                 rec.update(obs, info, out.action, next_info)
@@ -277,6 +296,23 @@ class _Runner:
         return stats
 
 
+# Recommendation.extras keys that become the log's optional columns (replay.schema)
+TRACE_COLUMNS: dict[str, str] = {
+    "rationale": "rec_rationale",
+    "tool_calls": "rec_tool_calls",
+    "llm_fallback": "rec_fallback",
+    "repaired": "rec_repaired",
+}
+
+
+def _trace_columns(extras: Mapping[str, Any]) -> dict[str, Any]:
+    """The optional log columns of a recommender that explains itself (an LLM recommender's
+    rationale and tool calls); none for the others."""
+    if "rationale" not in extras:
+        return {}
+    return {col: extras[key] for key, col in TRACE_COLUMNS.items() if key in extras}
+
+
 def _recommenders(
     recommenders: Sequence[str] | Mapping[str, Recommender], world: World, seed: int
 ) -> dict[str, Recommender]:
@@ -291,7 +327,7 @@ def _recommenders(
         env_like = SimpleNamespace(
             single_action_space=world.action_space,
             action_space=world.action_space,
-            unwrapped=SimpleNamespace(catalog=world.catalog),
+            unwrapped=SimpleNamespace(catalog=world.catalog, config=world.config),
         )
         out = {name: make_recommender(name, env_like, seed) for name in names}
     if not out:
@@ -366,6 +402,7 @@ def simulate(
     total, done = days * len(recs), 0
     for label, rec in recs.items():
         state = world.sample_users(keys, ids)  # the same users for every recommender
+        usage_before = _llm_usage(world)
         last_day = np.zeros(n_users, np.int64)
         per_day: list[dict[str, float]] = []
         active_ids, active_days = [], []
@@ -399,6 +436,12 @@ def simulate(
         }
         daily[label]["retention"] = curve
         summary[label] = _summarise(per_day, curve, exposure, state, n_users)
+        if world.population.has_llm:
+            summary[label].update(_llm_summary(per_day, usage_before, _llm_usage(world)))
+        # running totals of recommenders that keep counters (LLM fallbacks, repairs, tokens)
+        counters = getattr(rec, "counters", None)
+        if isinstance(counters, dict):
+            summary[label].update({f"rec_{k}": float(v) for k, v in counters.items()})
     result = SimulationResult(
         daily,
         summary,
@@ -419,6 +462,36 @@ def simulate(
         except ImportError:  # matplotlib is the optional "plot" extra
             pass
     return result
+
+
+def _llm_usage(world: World) -> dict[str, float]:
+    """The LLM users' endpoint usage so far (empty without LLM users)."""
+    if not world.population.has_llm:
+        return {}
+    from recoworld.users.llm import usage_of
+
+    usage = usage_of(world.users)
+    out = {} if usage is None else dict(usage.as_dict())
+    return {k: float("nan") if v is None else float(v) for k, v in out.items()}
+
+
+def _llm_summary(
+    rows: list[dict[str, float]], before: dict[str, float], after: dict[str, float]
+) -> dict[str, float]:
+    """Fallbacks and the endpoint usage of one recommender's run (differences of totals)."""
+
+    def spent(name: str) -> float:
+        return after.get(name, 0.0) - before.get(name, 0.0)
+
+    return {
+        "llm_fallbacks": float(sum(r["_llm_fallbacks"] for r in rows)),
+        "llm_requests": spent("requests"),
+        "llm_cache_hits": spent("cache_hits"),
+        "llm_repairs": spent("repairs"),
+        "llm_prompt_tokens": spent("prompt_tokens"),
+        "llm_completion_tokens": spent("completion_tokens"),
+        "llm_cost": spent("cost"),
+    }
 
 
 def _summarise(

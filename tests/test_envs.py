@@ -32,8 +32,8 @@ from recoworld.testing import (
 # Tiny catalog and a 3-day horizon, so multi-session episodes end within a few dozen steps.
 SMALL = {"n_items": 300, "num_candidates": 20, "slate_size": 3, "horizon_days": 3}
 ENV_IDS = sorted(i for i in gym.registry if i.startswith("recoworld/"))
-# Extra arguments an id needs to be made at all (e.g. a log path); none so far.
-ID_KWARGS: dict[str, dict[str, Any]] = {}
+# Extra arguments an id needs to be made at all (e.g. a log path), or to end episodes soon.
+ID_KWARGS: dict[str, dict[str, Any]] = {"recoworld/UserAuthor-v0": {"n_requests": 30}}
 
 
 @functools.cache
@@ -44,9 +44,21 @@ def _replay_log() -> str:
     return f"{out}/trajectories/random"
 
 
+@functools.cache
+def _fake_llm() -> Any:
+    """A local fake LLM server for LLMUsers-v0 (started once per test session; its daemon
+    thread ends with the test process)."""
+    from recoworld.testing.llm_server import FakeLLMServer
+
+    return FakeLLMServer()
+
+
 def kwargs_for(env_id: str, **extra: Any) -> dict[str, Any]:
     if env_id == "recoworld/Replay-v0":
         return {"log_path": _replay_log(), **extra}
+    if env_id == "recoworld/LLMUsers-v0":
+        llm = {"llm_base_url": _fake_llm().base_url, "llm_model": "fake-persona"}
+        return {**SMALL, **llm, **ID_KWARGS.get(env_id, {}), **extra}
     return {**SMALL, **ID_KWARGS.get(env_id, {}), **extra}
 
 

@@ -14,7 +14,10 @@ TINY = {
     "compare_recommenders.py": ["--users", "50", "--steps", "40"],
     "instruction_following.py": ["--users", "16", "--seeds", "0", "--days", "2"],
     "train_ppo.py": ["--timesteps", "256"],
+    "train_hrl.py": ["--timesteps", "256", "--users", "16"],
+    "train_rliv.py": ["--timesteps", "256"],
     "calibrate_from_logs.py": ["--users", "60", "--days", "2", "--prior-draws", "16"],
+    "llm_dual_loop.py": ["--steps", "3", "--users", "2"],
 }
 
 

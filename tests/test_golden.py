@@ -16,7 +16,12 @@ import pytest
 import recoworld  # noqa: F401  (registers the ids)
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-IDS = ["recoworld/Engagement-v0", "recoworld/NoveltySeeking-v0", "recoworld/Retention-v0"]
+IDS = [
+    "recoworld/Engagement-v0",
+    "recoworld/NoveltySeeking-v0",
+    "recoworld/Retention-v0",
+    "recoworld/UserAuthor-v0",
+]
 KWARGS = {"n_items": 300, "num_candidates": 20, "slate_size": 3}
 
 

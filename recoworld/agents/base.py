@@ -205,6 +205,7 @@ BUILTIN_AGENT_MODULES: list[str] = [
     "recoworld.agents.baselines",
     "recoworld.agents.bandits",
     "recoworld.agents.instruction",
+    "recoworld.agents.llm",  # imports no openai until an LLMRecommender is built
 ]
 
 register_recommender("random", lambda env, seed: RandomRecommender(env_action_space(env), seed))

@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "train": "recoworld.cli.train",
     "replay": "recoworld.cli.replay",
     "bench": "recoworld.cli.bench",
+    "serve-fake-llm": "recoworld.cli.serve_fake_llm",
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from recoworld.catalog import Catalog
 from recoworld.envs.candidates import CandidateMix
@@ -34,6 +35,10 @@ class EnvConfig:
         rewards: `RewardWeights`.
         candidate_mix: shares of interest, popular and random candidates.
         history: clicked items remembered per user (H).
+        llm: the LLM endpoint of LLM users (``users="llm"``, an `LLMUser` or a population with
+            LLM segments): a `recoworld.llm.LLMConfig` or a dict of its fields; None: the
+            ``RECOWORLD_LLM_BASE_URL`` / ``RECOWORLD_LLM_MODEL`` environment variables.
+        llm_base_url, llm_model: override the endpoint's URL and model name.
     """
 
     users: str | ParametricUser | Population = "engagement"
@@ -52,12 +57,15 @@ class EnvConfig:
     rewards: RewardWeights = field(default_factory=RewardWeights)
     candidate_mix: CandidateMix = field(default_factory=CandidateMix)
     history: int = 10
+    llm: Any = None
+    llm_base_url: str | None = None
+    llm_model: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.users, str) and self.users not in PRESETS:
+        if isinstance(self.users, str) and self.users not in PRESETS and self.users != "llm":
             raise ConfigError(
-                f"unknown preset {self.users!r}; choose one of {sorted(PRESETS)} "
-                "or pass a ParametricUser / Population"
+                f"unknown preset {self.users!r}; choose one of {sorted(PRESETS)}, 'llm', "
+                "or pass a ParametricUser / LLMUser / Population"
             )
         for name in ("num_candidates", "slate_size", "horizon_days", "history"):
             v = getattr(self, name)

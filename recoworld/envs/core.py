@@ -45,7 +45,13 @@ class World:
         self.config = config
         self.catalog: Catalog = config.make_catalog()
         self.population = make_population(config.users)
+        if self.population.has_llm:  # this world's own endpoint client and per-user memory
+            self.population = self.population.connect(
+                llm=config.llm, base_url=config.llm_base_url, model=config.llm_model
+            )
         self.users = self.population.dynamics
+        # feedback extras the model asks the env to pass into info (e.g. LLM fallback flags)
+        self.info_extras: dict[str, Any] = dict(getattr(self.users, "info_extras", {}))
         self.candidate_gen = CandidateGenerator(
             self.catalog, config.num_candidates, config.candidate_mix
         )
@@ -167,6 +173,10 @@ class World:
             "reward": self.config.rewards(fb, self.catalog.median_length, res.gap, returns),
             "instruction": self.instruction_texts(state.key, fb),
             "instruction_kind": fb.instruction_kind,
+            **{
+                k: np.asarray(fb.extras.get(k, np.full(state.n, v)))
+                for k, v in self.info_extras.items()
+            },
         }
 
     def start_info(self, state: UserState, candidates: np.ndarray) -> dict[str, np.ndarray]:
@@ -190,6 +200,7 @@ class World:
             "instruction": np.full(n, "", object),
             "instruction_kind": np.zeros(n, np.int8),
             "repeats": np.zeros(n, np.int64),
+            **{k: np.full(n, v) for k, v in self.info_extras.items()},
         }
 
     def instruction_texts(self, state_keys: np.ndarray, fb: Feedback) -> np.ndarray:
@@ -203,6 +214,11 @@ class World:
                 self.catalog,
                 int(state_keys[r] % np.uint64(3)),
             )
+        said = fb.extras.get("instruction_text")  # users that speak in their own words
+        if said is not None:
+            for r in np.flatnonzero(fb.instruction_kind):
+                if said[r]:
+                    out[r] = str(said[r])
         return out
 
 

@@ -27,6 +27,24 @@ ENV_KWARGS: dict[str, dict[str, Any]] = {
         "horizon_days": 14,
         "rewards": RewardWeights(return_bonus=RETURN_BONUS),
     },
+    # As Retention-v0, with users played by a chat model (endpoint: llm=, llm_base_url=,
+    # llm_model= or RECOWORLD_LLM_BASE_URL / RECOWORLD_LLM_MODEL; checked when the env is made).
+    "recoworld/LLMUsers-v0": {
+        "users": "llm",
+        "multi_session": True,
+        "horizon_days": 14,
+        "rewards": RewardWeights(return_bonus=RETURN_BONUS),
+    },
+    # user–author pairs (click -> follow -> gift); its own core, see recoworld.envs.user_author
+    "recoworld/UserAuthor-v0": {"users": "engagement"},
+}
+
+# ids whose env classes are not RecoEnv / RecoVectorEnv: (entry_point, vector_entry_point)
+ENTRY_POINTS: dict[str, tuple[str, str]] = {
+    "recoworld/UserAuthor-v0": (
+        "recoworld.envs.user_author:UserAuthorEnv",
+        "recoworld.envs.user_author:UserAuthorVectorEnv",
+    ),
 }
 
 
@@ -35,10 +53,13 @@ def register_envs() -> None:
     for env_id, kwargs in ENV_KWARGS.items():
         if env_id in gym.registry:
             continue
+        entry, vector_entry = ENTRY_POINTS.get(
+            env_id, ("recoworld.envs.single:RecoEnv", "recoworld.envs.vector:RecoVectorEnv")
+        )
         gym.register(
             id=env_id,
-            entry_point="recoworld.envs.single:RecoEnv",
-            vector_entry_point="recoworld.envs.vector:RecoVectorEnv",
+            entry_point=entry,
+            vector_entry_point=vector_entry,
             kwargs=dict(kwargs),
         )
     from recoworld.replay.env import register_replay_env  # lazy: keeps this module light

@@ -78,13 +78,17 @@ class RecoEnv(gym.Env[dict[str, np.ndarray], Any]):
 
     def __init__(self, render_mode: str | None = None, **kwargs: Any) -> None:
         self.config = make_config(kwargs)
-        self.core = EnvCore(self.config, 1)
+        self.core = self._make_core(1)
         self.catalog = self.core.world.catalog
         self.action_space = self.core.world.action_space
         self.observation_space = self.core.obs_builder.space()  # type: ignore[assignment]
         self.render_mode = render_mode
         self._needs_reset = True
         self._last_info: dict[str, Any] = {}
+
+    def _make_core(self, n: int) -> EnvCore:
+        """The batched core behind this env; subclasses with other dynamics override it."""
+        return EnvCore(self.config, n)
 
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None

@@ -59,7 +59,7 @@ class RecoVectorEnv(VectorEnv):
         self.metadata = {"autoreset_mode": mode, "render_modes": []}
         self.config = make_config(kwargs)
         self.num_envs = num_envs
-        self.core = EnvCore(self.config, num_envs)
+        self.core = self._make_core(num_envs)
         self.catalog = self.core.world.catalog
         self.single_action_space = self.core.world.action_space
         self.single_observation_space = self.core.obs_builder.space()
@@ -117,9 +117,7 @@ class RecoVectorEnv(VectorEnv):
                 k: v.copy() for k, v in info.items() if k[0] != "_" and k not in ("final_obs",)
             }
             info["_final_info"] = done.copy()
-            last = self.core.obs_builder.build(
-                self.core.state.take(rows), self.core.candidates[rows]
-            )
+            last = self._final_obs(rows)
             for j, r in enumerate(rows):  # only the finished users
                 info["final_obs"][r] = {k: v[j] for k, v in last.items()}
             self.core.reset_rows(rows)
@@ -127,6 +125,15 @@ class RecoVectorEnv(VectorEnv):
             for key in fresh:
                 info[key][rows] = fresh[key][rows]
         return self.core.observe(), reward, term, trunc, info
+
+    def _make_core(self, n: int) -> EnvCore:
+        """The batched core behind this env; subclasses with other dynamics override it."""
+        return EnvCore(self.config, n)
+
+    def _final_obs(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """Observations of the finished slots ``rows`` (same-step autoreset's final_obs)."""
+        assert self.core.state is not None
+        return self.core.obs_builder.build(self.core.state.take(rows), self.core.candidates[rows])
 
     def _safe_actions(self, actions: Any) -> np.ndarray:
         """Replace the ignored actions of slots about to reset by a valid one."""

@@ -76,6 +76,22 @@ COLUMNS: tuple[Column, ...] = (
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+
+OPTIONAL_COLUMNS: tuple[Column, ...] = (
+    Column("rec_rationale", "string", "the recommender's short rationale for the slate"),
+    Column(
+        "rec_tool_calls",
+        "string",
+        "JSON list of the recommender's tool calls for the slate (name, arguments, result ids)",
+    ),
+    Column("rec_fallback", "bool", "the slate is a fallback ranking: the LLM call failed"),
+    Column("rec_repaired", "bool", "invalid picks of the LLM were replaced (ids not candidates)"),
+)
+"""Columns a log may add after `COLUMNS` (written by `simulate` for recommenders that explain
+themselves, e.g. the LLM recommender's ``extras``); readers accept logs with or without them."""
+OPTIONAL_NAMES: tuple[str, ...] = tuple(c.name for c in OPTIONAL_COLUMNS)
+_OPTIONAL = {c.name: c for c in OPTIONAL_COLUMNS}
+_DEFAULTS = {"string": "", "bool": False}
 _LIST = re.compile(r"list<(\w+)>")
 _NUMPY = {
     "bool": np.bool_,
@@ -113,10 +129,12 @@ def _arrow_type(type_name: str) -> Any:
     return pa.list_(element) if _LIST.fullmatch(type_name) else element
 
 
-def pyarrow_schema() -> Any:
-    """The log schema as a ``pyarrow.Schema`` (requires the ``data`` extra)."""
+def pyarrow_schema(optional: tuple[str, ...] = ()) -> Any:
+    """The log schema as a ``pyarrow.Schema`` (requires the ``data`` extra), with the
+    `OPTIONAL_COLUMNS` named in ``optional`` after the required ones."""
     pa: Any = require("pyarrow", "data")
-    return pa.schema([pa.field(c.name, _arrow_type(c.type)) for c in COLUMNS])
+    cols = COLUMNS + tuple(_OPTIONAL[name] for name in optional)
+    return pa.schema([pa.field(c.name, _arrow_type(c.type)) for c in cols])
 
 
 def _as_numpy(values: Any, column: Column, n: int) -> np.ndarray | str:
@@ -180,6 +198,7 @@ class TrajectoryWriter:
         self.path.mkdir(parents=True, exist_ok=True)
         self.parts = 0
         self.rows_written = 0
+        self.optional: tuple[str, ...] | None = None  # fixed by the first batch
         self._batches: list[tuple[int, Mapping[str, np.ndarray | str]]] = []
 
     @property
@@ -193,9 +212,19 @@ class TrajectoryWriter:
             batch: every column of `COLUMNS`: ``(n,)`` arrays for scalar columns, ``(n, width)``
                 arrays for list columns, and for string columns an ``(n,)`` object array or one
                 str shared by all n rows. Arrays are copied and cast to the column's type.
+                `OPTIONAL_COLUMNS` may be added; the first batch fixes which ones the log has
+                (later batches without them get "" / False).
         """
         missing = [c for c in COLUMN_NAMES if c not in batch]
-        extra = [c for c in batch if c not in COLUMN_NAMES]
+        extra = [c for c in batch if c not in COLUMN_NAMES and c not in _OPTIONAL]
+        if self.optional is None:
+            self.optional = tuple(c for c in OPTIONAL_NAMES if c in batch)
+        late = [c for c in batch if c in _OPTIONAL and c not in self.optional]
+        if late:
+            raise ValueError(
+                f"optional log columns {late} appear after the first batch, which had "
+                f"{list(self.optional)}; give them from the first batch on"
+            )
         if missing or extra:
             raise ValueError(
                 f"a log batch needs exactly the schema's columns; missing "
@@ -203,7 +232,10 @@ class TrajectoryWriter:
             )
         n = int(np.shape(batch["user_id"])[0])
         if n:
-            self._batches.append((n, {c.name: _as_numpy(batch[c.name], c, n) for c in COLUMNS}))
+            cols = COLUMNS + tuple(_OPTIONAL[name] for name in self.optional)
+            filled = {name: np.full(n, _DEFAULTS[_OPTIONAL[name].type]) for name in self.optional}
+            batch = {**filled, **batch}
+            self._batches.append((n, {c.name: _as_numpy(batch[c.name], c, n) for c in cols}))
 
     def flush(self) -> Path | None:
         """Write the buffered rows as the next part file; returns its path (None if empty)."""
@@ -211,8 +243,10 @@ class TrajectoryWriter:
             return None
         pa: Any = require("pyarrow", "data")
         pq: Any = require("pyarrow.parquet", "data")
-        chunks = {c.name: [_to_arrow(b[c.name], c, n) for n, b in self._batches] for c in COLUMNS}
-        schema = pyarrow_schema()
+        optional = self.optional or ()
+        cols = COLUMNS + tuple(_OPTIONAL[name] for name in optional)
+        chunks = {c.name: [_to_arrow(b[c.name], c, n) for n, b in self._batches] for c in cols}
+        schema = pyarrow_schema(optional)
         table = pa.Table.from_arrays(
             [pa.chunked_array(chunks[f.name], f.type) for f in schema], schema=schema
         )
@@ -260,7 +294,8 @@ def read_trajectories(path_dir: str | os.PathLike[str]) -> Any:
     """Read every part file under ``path_dir`` into one ``pandas.DataFrame``.
 
     ``path_dir`` may be one recommender's folder or the ``trajectories`` folder above several.
-    List columns come back as numpy arrays per row.
+    List columns come back as numpy arrays per row. `OPTIONAL_COLUMNS` that any part has come
+    after the required columns (null in the rows of parts without them).
 
     Raises:
         ReplayDataError: no part files, or a part that lacks columns or has the wrong types.
@@ -274,7 +309,6 @@ def read_trajectories(path_dir: str | os.PathLike[str]) -> Any:
             f"no {PART_GLOB} files under {path_dir}; write a log with "
             "simulate(out_dir=...) or TrajectoryWriter"
         )
-    schema = pyarrow_schema()
     tables = []
     for f in files:
         table = pq.read_table(f)
@@ -283,8 +317,12 @@ def read_trajectories(path_dir: str | os.PathLike[str]) -> Any:
             raise ReplayDataError(
                 f"{f} lacks the log columns {missing}; see recoworld.replay.schema.COLUMNS"
             )
+        optional = tuple(c for c in OPTIONAL_NAMES if c in table.column_names)
         try:
-            tables.append(table.select(list(COLUMN_NAMES)).cast(schema))
+            names = list(COLUMN_NAMES + optional)
+            tables.append(table.select(names).cast(pyarrow_schema(optional)))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
             raise ReplayDataError(f"{f} does not match the log schema: {exc}") from exc
+    if len({tuple(t.column_names) for t in tables}) > 1:  # some parts lack optional columns
+        return pa.concat_tables(tables, promote_options="default").to_pandas()
     return pa.concat_tables(tables).to_pandas()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -21,24 +22,27 @@ DEFAULT_HISTORY = 10
 
 @dataclass(frozen=True)
 class Population:
-    """A mixture of parametric segments; each user belongs to one, drawn by weight.
+    """A mixture of segments; each user belongs to one, drawn by weight.
+
+    Segments are `ParametricUser`s or `recoworld.users.LLMUser`s (persona segments); a mix of
+    both steps through `recoworld.users.llm.MixedUsers`, parametric rows still in one batch.
 
     Args:
         segments: the user models (each with its own parameter priors).
         weights: non-negative mixture weights (normalised); defaults to equal.
     """
 
-    segments: tuple[ParametricUser, ...]
+    segments: tuple[Any, ...]
     weights: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.segments:
             raise ConfigError("a Population needs at least one segment")
         for s in self.segments:
-            if not isinstance(s, ParametricUser):
+            if not isinstance(s, ParametricUser) and not _is_llm(s):
                 raise ConfigError(
-                    f"segment {s!r} is not a ParametricUser; LLM segments join "
-                    "through recoworld.users.llm"
+                    f"segment {s!r} is neither a ParametricUser nor an LLMUser "
+                    "(recoworld.users.llm)"
                 )
         w = self.weights or tuple(1.0 for _ in self.segments)
         if len(w) != len(self.segments) or any(x < 0 for x in w) or sum(w) <= 0:
@@ -48,13 +52,31 @@ class Population:
         object.__setattr__(self, "weights", tuple(float(x) / sum(w) for x in w))
 
     @classmethod
-    def of(cls, model: ParametricUser | Population) -> Population:
+    def of(cls, model: Any) -> Population:
         return model if isinstance(model, Population) else cls((model,))
 
     @property
-    def dynamics(self) -> ParametricUser:
-        """The model whose rules step every user (parameters are per-user arrays)."""
-        return self.segments[0]
+    def has_llm(self) -> bool:
+        """Whether any segment is an LLM user."""
+        return any(_is_llm(s) for s in self.segments)
+
+    @property
+    def dynamics(self) -> Any:
+        """The model whose rules step every user (parameters are per-user arrays): the first
+        segment, or a `MixedUsers` router when LLM and other segments mix."""
+        if not self.has_llm or len(self.segments) == 1:
+            return self.segments[0]
+        from recoworld.users.llm.mixed import MixedUsers  # lazy: LLM users are optional
+
+        return MixedUsers(self.segments)
+
+    def connect(self, **endpoint: Any) -> Population:
+        """This population with each LLM segment bound to an endpoint and given its own
+        memory (`LLMUser.connect`); ``endpoint``: ``llm``, ``base_url``, ``model``, ``check``."""
+        if not self.has_llm:
+            return self
+        segs = tuple(s.connect(**endpoint) if _is_llm(s) else s for s in self.segments)
+        return Population(segs, self.weights)
 
     def sample_keys(
         self,
@@ -104,7 +126,10 @@ class Population:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "segments": [{"name": s.name, "params": s.params.as_dict()} for s in self.segments],
+                "segments": [
+                    s.as_dict() if _is_llm(s) else {"name": s.name, "params": s.params.as_dict()}
+                    for s in self.segments
+                ],
                 "weights": list(self.weights),
             },
             indent=2,
@@ -115,10 +140,12 @@ class Population:
         data = json.loads(text)
         try:
             segs = tuple(
-                ParametricUser(UserParams(**s["params"]), name=s.get("name", "custom"))
+                _llm_from_dict(s)
+                if s.get("kind") == "llm"
+                else ParametricUser(UserParams(**s["params"]), name=s.get("name", "custom"))
                 for s in data["segments"]
             )
-        except (KeyError, TypeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(
                 f"population JSON is malformed ({exc}); expected "
                 '{"segments": [{"name":..., "params": {...}}], "weights": [...]}'
@@ -129,11 +156,26 @@ class Population:
 def make_population(
     users: str | ParametricUser | Population | Sequence[ParametricUser],
 ) -> Population:
-    """A population from a preset name, a model, a population or a list of models."""
+    """A population from a preset name (or ``"llm"``: template LLM personas), a model, a
+    population or a list of models."""
     from recoworld.users.presets import preset
 
+    if users == "llm":
+        from recoworld.users.llm import LLMUser
+
+        return Population.of(LLMUser())
     if isinstance(users, str):
         return Population.of(preset(users))
-    if isinstance(users, (ParametricUser, Population)):
+    if isinstance(users, (ParametricUser, Population)) or _is_llm(users):
         return Population.of(users)
     return Population(tuple(users))
+
+
+def _is_llm(model: Any) -> bool:
+    return bool(getattr(model, "is_llm_user", False))
+
+
+def _llm_from_dict(data: dict[str, Any]) -> Any:
+    from recoworld.users.llm import LLMUser
+
+    return LLMUser.from_dict(data)
