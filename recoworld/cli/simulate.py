@@ -6,8 +6,9 @@ to --out, then prints the comparison table.
 
 example:
   recoworld simulate --preset retention --users 3000 --days 14 --recommenders random popularity
-  recoworld simulate --users llm --n-users 20 --days 3 --llm-base-url http://127.0.0.1:8000/v1 \
-      --llm-model fake-persona      (after `recoworld serve-fake-llm --port 8000`)
+  recoworld serve-fake-llm --port 8000 &   # or a real endpoint: vLLM, Ollama, OpenAI
+  recoworld simulate --users llm --n-users 20 --days 3 --recommenders random llm
+      --llm-base-url http://127.0.0.1:8000/v1 --llm-model fake-persona
 """
 
 from __future__ import annotations

@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"  {name:15s} {shown}")
     print(
-        "load it with recoworld.agents.sb3.load_policy("
-        f"'{result.model_path}', env) and wrap it in SB3Recommender"
+        f"evaluate it with `recoworld evaluate --env {args.env} --policy {result.model_path}`; "
+        f"in Python, recoworld.evaluation.load_saved_policy('{result.model_path}', env) "
+        "gives it as a recommender"
     )
     return 0
