@@ -40,6 +40,9 @@ METRICS: dict[str, tuple[str, str]] = {
     "intra_list_diversity": ("mean intra-list diversity of the slates shown", "{:.3f}"),
     "instructions": ("instructions the user gave per 100 steps", "{:.2f}"),
     "coverage": ("share of the catalog shown to a seed's users", "{:.3f}"),
+    # envs whose info has `followed` / `gifted` (UserAuthor-v0); absent (nan) elsewhere
+    "follows": ("follows per episode (user-author envs)", "{:.2f}"),
+    "gifts": ("gifts per episode (user-author envs)", "{:.3f}"),
 }
 PER_SEED = ("coverage",)  # metrics measured once per seed, not per episode
 
@@ -95,6 +98,13 @@ class EvaluationResult:
         )
         return metrics.mean_ci(self.values[a][metric][ia] - self.values[b][metric][ib])
 
+    @property
+    def metrics(self) -> list[str]:
+        """The `METRICS` this env has (e.g. follows and gifts only where info reports them)."""
+        return [
+            m for m in METRICS if any(np.isfinite(self.summary[n][m][0]) for n in self.recommenders)
+        ]
+
     def table(self, markdown: bool = False) -> str:
         """One row per metric, one column per recommender, cells ``mean ± half-width``.
 
@@ -103,7 +113,8 @@ class EvaluationResult:
         """
         names = self.recommenders
         rows = [["metric", *names], ["episodes", *[str(self.episodes(n)) for n in names]]]
-        for metric, (_, fmt) in METRICS.items():
+        for metric in self.metrics:
+            fmt = METRICS[metric][1]
             cells = []
             for name in names:
                 mean, half = self.summary[name][metric]
@@ -131,7 +142,8 @@ class EvaluationResult:
             out = csv.writer(f)
             out.writerow(["recommender", "metric", "mean", "ci95_half_width", "n"])
             for name, per in self.summary.items():
-                for metric, (mean, half) in per.items():
+                for metric in self.metrics:
+                    mean, half = per[metric]
                     n = int(np.count_nonzero(~np.isnan(self.values[name][metric])))
                     out.writerow([name, metric, repr(mean), repr(half), n])
         return path
@@ -142,10 +154,12 @@ class EvaluationResult:
         figure: Any = require("matplotlib.figure", "plot")
         names = self.recommenders
         fig = figure.Figure(figsize=(14, 6), layout="constrained")
-        axes = fig.subplots(2, (len(METRICS) + 1) // 2).ravel()
+        shown = self.metrics
+        axes = fig.subplots(2, (len(shown) + 1) // 2).ravel()
         x = np.arange(len(names))
         colours = [f"C{i % 10}" for i in range(len(names))]
-        for ax, (metric, (meaning, _)) in zip(axes, METRICS.items(), strict=False):
+        for ax, metric in zip(axes, shown, strict=False):
+            meaning = METRICS[metric][0]
             mean = np.array([self.summary[n][metric][0] for n in names])
             half = np.nan_to_num(np.array([self.summary[n][metric][1] for n in names]))
             ax.bar(x, mean, yerr=half, capsize=4, color=colours)
@@ -153,7 +167,7 @@ class EvaluationResult:
             ax.set_title(metric, fontsize=10)
             ax.set_ylabel(meaning, fontsize=7)
             ax.grid(axis="y", alpha=0.3)
-        for ax in axes[len(METRICS) :]:
+        for ax in axes[len(shown) :]:
             ax.set_visible(False)
         s = self.settings
         fig.suptitle(
@@ -280,8 +294,11 @@ class _Episodes:
                 "si_n",
                 "ild",
                 "instr",
+                "follows",
+                "gifts",
             )
         }
+        self.has_pairs = False  # the env reports follows and gifts
         self.last_left = np.zeros(n, bool)
         self.shown = np.zeros(n_items, bool)
         self.done: dict[str, list[np.ndarray]] = {m: [] for m in METRICS if m not in PER_SEED}
@@ -314,6 +331,12 @@ class _Episodes:
         ild = metrics.intra_list_diversity(embeddings[np.maximum(slate, 0)], valid)
         a["ild"][rows] += ild
         a["instr"][rows] += np.asarray(info["instruction_kind"])[rows] != 0
+        if "followed" in info and "gifted" in info:
+            self.has_pairs = True
+            a["follows"][rows] += (
+                np.asarray(info["followed"]).reshape(rows.shape[0], -1)[rows].sum(1)
+            )
+            a["gifts"][rows] += np.asarray(info["gifted"]).reshape(rows.shape[0], -1)[rows].sum(1)
         self.last_left[rows] = left
         self.shown[slate[valid]] = True
 
@@ -335,6 +358,8 @@ class _Episodes:
                 "novelty": np.where(a["si_n"] > 0, a["si"] / a["si_n"], nan),
                 "intra_list_diversity": a["ild"] / a["steps"],
                 "instructions": 100.0 * a["instr"] / a["steps"],
+                "follows": a["follows"] if self.has_pairs else nan,
+                "gifts": a["gifts"] if self.has_pairs else nan,
             }
         for m, v in out.items():
             self.done[m].append(v)

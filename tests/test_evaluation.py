@@ -112,6 +112,9 @@ def test_summary_holds_every_metric_with_a_confidence_interval(result: Evaluatio
         assert set(result.summary[name]) == set(METRICS)
         assert result.episodes(name) == 12
         for metric, (mean, half) in result.summary[name].items():
+            if metric in ("follows", "gifts"):  # user-author envs only
+                assert np.isnan(mean) and metric not in result.metrics
+                continue
             assert np.isfinite(mean), metric
             assert half >= 0 or metric == "coverage", metric
         cps = result.summary[name]["clicks_per_step"][0]
@@ -136,13 +139,14 @@ def test_table_and_csv(result: EvaluationResult, tmp_path: Any) -> None:
     text = result.table()
     lines = text.splitlines()
     assert "random" in lines[0] and "popularity" in lines[0]
-    assert len(lines) == 2 + len(METRICS)
-    assert all(any(line.startswith(m) for line in lines) for m in METRICS)
+    assert result.metrics == [m for m in METRICS if m not in ("follows", "gifts")]
+    assert len(lines) == 2 + len(result.metrics)
+    assert all(any(line.startswith(m) for line in lines) for m in result.metrics)
     assert "±" in text
     md = result.table(markdown=True)
     assert md.startswith("| metric | random | popularity |")
     rows = list(csv.DictReader(open(result.to_csv(tmp_path / "r" / "eval.csv"))))
-    assert len(rows) == 2 * len(METRICS)
+    assert len(rows) == 2 * len(result.metrics)
     first = rows[0]
     assert set(first) == {"recommender", "metric", "mean", "ci95_half_width", "n"}
     assert first["recommender"] == "random" and first["metric"] == "return"
@@ -272,3 +276,16 @@ def test_cli_unknown_recommender_lists_the_valid_ones(
     err = capsys.readouterr().err
     assert err.startswith("error: unknown recommender 'grumpy'; choose one of")
     assert "popularity" in err and "instruction_popularity" in err
+
+
+def test_user_author_env_reports_follows_and_gifts_and_others_do_not() -> None:
+    from recoworld.evaluation import evaluate
+
+    pairs = evaluate(["random"], "recoworld/UserAuthor-v0", n_users=16, seeds=(0,), n_requests=40)
+    follows, _ = pairs.summary["random"]["follows"]
+    assert 0.2 < follows < 5.0  # ~1% of 40 requests per user, more with clicks
+    assert pairs.summary["random"]["gifts"][0] >= 0.0
+    assert "follows" in pairs.table() and "gifts" in pairs.table()
+    plain = evaluate(["random"], "recoworld/Retention-v0", n_users=4, seeds=(0,), horizon_days=2)
+    assert np.isnan(plain.summary["random"]["follows"][0])
+    assert "follows" not in plain.table()

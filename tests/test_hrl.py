@@ -97,6 +97,10 @@ class ToyNovelty(VectorEnv):
         ({"learning_rate": 0.0}, "learning_rate=0.0 must be > 0"),
         ({"gamma": 1.5}, r"gamma=1.5 must be in \[0, 1\]"),
         ({"batch_size": 0}, "batch_size=0 must be an integer >= 1"),
+        ({"level_bias": "abc"}, r"level_bias='abc' must be a number \(e.g. level_bias=1.0\)"),
+        ({"gamma": "0.9x"}, "gamma='0.9x' must be a number"),
+        ({"learning_rate": None}, "learning_rate=None must be a number"),
+        ({"hierarchy": "yes"}, "hierarchy='yes' must be True or False"),
     ],
 )
 def test_bad_hyperparameters(kwargs: dict[str, Any], message: str) -> None:

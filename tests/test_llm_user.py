@@ -653,3 +653,23 @@ def test_a_mixed_population_env_passes_the_conformance_checks(server):
     check_env("recoworld/Retention-v0", n_steps=30, **kwargs)
     # one LLMUser object shared by both envs' configs: each world gets its own memory
     check_vector_matches_single("recoworld/Retention-v0", num_envs=3, n_steps=25, **kwargs)
+
+
+def test_memories_are_bounded_least_recently_active_first(server):
+    """A long run with autoreset keeps at most ``max_memories`` users' memories, and never
+    drops the live user's."""
+    users = LLMUser([cooking_fan()], max_memories=3)
+    env = gym.make(
+        "recoworld/LLMUsers-v0", users=users, llm=LLMConfig(server.base_url, MODEL), **SMALL
+    )
+    model = env.unwrapped.core.world.users  # the world's own connected copy
+    keys = []
+    for seed in range(6):
+        env.reset(seed=seed)
+        env.step(np.arange(4))
+        keys.append(int(env.unwrapped.core.state.key[0]))
+        assert len(model.memory) <= 3
+        assert keys[-1] in model.memory and model.memory[keys[-1]].turns  # live user kept
+    assert list(model.memory) == keys[-3:]  # the three most recently active, oldest first
+    with pytest.raises(ConfigError, match="max_memories=0 must be an int >= 1"):
+        LLMUser(max_memories=0)

@@ -102,7 +102,19 @@ class HRLConfig:
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < low:
                 hint = " (M: steps between novelty decisions)" if name == "interval" else ""
                 raise ConfigError(f"{name}={v!r} must be an integer >= {low}{hint}")
-        for name in ("level_bias", "ent_coef", "high_ent_coef", "vf_coef", "max_grad_norm"):
+        reals = ("level_bias", "ent_coef", "high_ent_coef", "vf_coef", "max_grad_norm")
+        for name in (*reals, "learning_rate", "clip_coef", "gamma", "gae_lambda"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+                raise ConfigError(
+                    f"{name}={v!r} must be a number (e.g. {name}={getattr(HRLConfig, name)!r})"
+                )
+        for bool_name in ("hierarchy", "normalize_reward"):
+            if not isinstance(getattr(self, bool_name), (bool, np.bool_)):
+                raise ConfigError(
+                    f"{bool_name}={getattr(self, bool_name)!r} must be True or False"
+                )
+        for name in reals:
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
                 raise ConfigError(f"{name}={v!r} must be a finite number >= 0")

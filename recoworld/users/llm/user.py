@@ -30,6 +30,7 @@ import copy
 import dataclasses
 import functools
 import logging
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -120,6 +121,11 @@ class LLMUser:
         name: label in tables and logs.
         recent: turns of the current session shown in the prompt.
         past: past-session summaries shown in the prompt.
+        max_memories: per-user memories kept (persona, recent turns, session summaries, a few
+            KB each); past it the least recently active user's memory is dropped, so a long
+            training run with autoreset does not keep every finished user's memory. Keep it
+            above the number of users stepped at once: a live user whose memory was dropped
+            starts over with a fresh one.
     """
 
     is_llm_user = True  # how populations tell LLM segments apart without importing this module
@@ -134,6 +140,7 @@ class LLMUser:
         name: str = "llm",
         recent: int = RECENT_TURNS,
         past: int = PAST_SESSIONS,
+        max_memories: int = 20_000,
     ) -> None:
         self.source: PersonaSource = as_source(personas)
         self.params = params if params is not None else retention().params
@@ -142,11 +149,16 @@ class LLMUser:
         for label, v in (("recent", recent), ("past", past)):
             if not isinstance(v, int) or v < 0:
                 raise ConfigError(f"{label}={v!r} must be an int >= 0")
+        if isinstance(max_memories, bool) or not isinstance(max_memories, int) or max_memories < 1:
+            raise ConfigError(
+                f"max_memories={max_memories!r} must be an int >= 1 (users whose memory is kept)"
+            )
+        self.max_memories = max_memories
         self.config = config
         self.client = client
         self.name = name
         self.recent, self.past = recent, past
-        self.memory: dict[int, UserMemory] = {}
+        self.memory: OrderedDict[int, UserMemory] = OrderedDict()  # least recently active first
         self.fallbacks = 0
         self._rules = ParametricUser(self.params, name=name)  # numeric bookkeeping rules
         self.info_extras = dict(INFO_EXTRAS)
@@ -166,6 +178,7 @@ class LLMUser:
             name=self.name,
             recent=self.recent,
             past=self.past,
+            max_memories=self.max_memories,
         )
         twin.memory = copy.deepcopy(self.memory, memo)
         twin.fallbacks = self.fallbacks
@@ -206,6 +219,7 @@ class LLMUser:
             name=self.name,
             recent=self.recent,
             past=self.past,
+            max_memories=self.max_memories,
         )
 
     def _client(self) -> Any:
@@ -237,7 +251,14 @@ class LLMUser:
             mem = UserMemory(p, self.recent, self.past)
             mem.session, mem.day = int(state.session[r]), int(state.day[r])
             self.memory[int(state.key[r])] = mem
+            self.memory.move_to_end(int(state.key[r]))
+        self._forget()
         state.theta0[rows] = state.theta[rows]
+
+    def _forget(self) -> None:
+        """Drop the least recently active users' memories past ``max_memories``."""
+        while len(self.memory) > self.max_memories:
+            self.memory.popitem(last=False)
 
     def _memory(self, state: UserState, r: int, catalog: Catalog) -> UserMemory:
         key = int(state.key[r])
@@ -246,6 +267,9 @@ class LLMUser:
             persona = self.source.assign(state, np.array([r]), catalog)[0]
             mem = self.memory[key] = UserMemory(persona, self.recent, self.past)
             mem.session, mem.day = int(state.session[r]), int(state.day[r])
+            self._forget()
+        else:
+            self.memory.move_to_end(key)  # active now
         return mem
 
     # ------------------------------------------------------------------ respond
