@@ -190,7 +190,11 @@ def test_same_user_same_affinity_in_any_batch():
         ({"funnel": {"depth_weight": -1.0}}, r"depth_weight=-1.0 must be >= 0"),
         ({"funnel": {"click_rate": float("nan")}}, r"must be a finite number"),
         ({"funnel": "strong"}, r"must be an AuthorFunnel"),
-        ({"n_creators": 0}, r"n_creators=0: UserAuthor-v0 needs at least one author"),
+        ({"n_creators": 0}, r"n_creators=0 is fewer than one author.*give n_creators >= 1"),
+        ({"n_creators": 1.5}, r"n_creators=1.5 is not a whole number; give an integer n_crea"),
+        ({"n_requests": 2.5}, r"n_requests=2.5 is not a whole number; give an integer n_requ"),
+        ({"n_requests": "50"}, r"n_requests='50' is not a whole number"),
+        ({"n_requests": True}, r"n_requests=True is not a whole number"),
         ({"n_requests": 1}, r"n_requests=1 is too short for any user–author pair to meet twice"),
         ({"n_requests": 0}, r"too short"),
         ({"reward_gift": float("inf")}, r"reward_gift=inf must be a finite number"),
@@ -201,6 +205,36 @@ def test_bad_input_is_refused_at_construction(kwargs, message):
                  lambda: UserAuthorVectorEnv(num_envs=2, **SMALL, **kwargs)):  # fmt: skip
         with pytest.raises(ConfigError, match=message):
             make()
+
+
+@pytest.mark.parametrize("n", [np.int64(3), np.int32(3), 3.0])
+def test_whole_numbers_of_any_type_are_accepted(n):
+    for env in (UserAuthorEnv(**SMALL, n_requests=n, n_creators=n),
+                UserAuthorVectorEnv(num_envs=2, **SMALL, n_requests=n, n_creators=n)):  # fmt: skip
+        assert env.settings.n_requests == 3 and type(env.settings.n_requests) is int
+        assert env.catalog.n_creators == 3
+    env = UserAuthorEnv(**SMALL, n_requests=np.int64(3))
+    env.reset(seed=0)
+    truncated = [env.step(env.action_space.sample())[3] for _ in range(3)]
+    assert truncated == [False, False, True]
+
+
+@pytest.mark.parametrize(("n_requests", "cap"), [(200, 1), (1000, 1), (5, 1)])
+def test_a_step_cap_below_two_requests_is_refused(n_requests, cap):
+    message = (
+        rf"max_episode_steps={cap} caps the episode below n_requests={n_requests}: "
+        rf"min\(n_requests, max_episode_steps\) = 1 request\(s\) is too short.*"
+        r"give max_episode_steps >= 2"
+    )
+    for make in (lambda: UserAuthorEnv(**SMALL, n_requests=n_requests, max_episode_steps=cap),
+                 lambda: UserAuthorVectorEnv(2, **SMALL, n_requests=n_requests,
+                                             max_episode_steps=cap)):  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            make()
+    # two requests are enough; the cap still truncates the episode
+    env = UserAuthorEnv(**SMALL, n_requests=n_requests, max_episode_steps=2)
+    env.reset(seed=0)
+    assert [env.step(env.action_space.sample())[3] for _ in range(2)] == [False, True]
 
 
 def test_zero_authors_in_the_funnel_itself():

@@ -21,6 +21,15 @@ The design:
   the slate is the top ``slate_size``. While training, each candidate is promoted into the slate
   at random with probability ``eps * L / K`` (eps decays linearly).
 
+**Offline training, from recorded trajectories**, means here: `record` runs any logging
+`Recommender` (a random policy, a heuristic, another agent) on UserAuthor-v0 and turns the
+requests into this agent's samples from the per-candidate features *as they were served*
+(item, pair and user columns of every candidate, what was shown, the click / follow / gift);
+they are kept as `Transitions` or saved to and loaded from ``.npz`` (`Transitions.save`), and
+`fit_offline` trains on them without stepping the env. The Parquet session log written by
+``recoworld simulate`` is not an input: its schema has no per-candidate features, so the state
+rows cannot be rebuilt from it.
+
 Baselines are variants of the same module (`RLIVArgs`): ``mode="myopic"`` (the auxiliary heads
 alone: a supervised predictor of the immediate click, follow and gift, ranking by their
 weighted sum), ``mode="request"`` (the ordinary MDP over every request, `RequestTracker`),
@@ -39,6 +48,8 @@ Example:
 from __future__ import annotations
 
 import copy
+import math
+import numbers
 import time
 from collections import deque
 from dataclasses import dataclass, fields
@@ -65,6 +76,36 @@ from torch.nn import functional as F  # noqa: E402
 MODES = ("rliv", "request", "myopic")
 HEADS = ("click", "follow", "gift")
 MIN_SCALE = 0.03  # about the spread of a 1-in-1000 binary signal
+
+NOT_A_PAIR_ENV = (
+    "RLIV needs an env with user–author features, and this one has {what}: each "
+    "'candidates' row must end with the pair feature columns (pair_clicks, pair_following, "
+    "pair_gifts, pair_since, pair_meetings) and every info must carry 'followed' and "
+    "'gifted'; train it on recoworld/UserAuthor-v0"
+)
+
+# the float hyperparameters of `RLIVArgs` and their ranges: (low, high, low open, high open)
+FLOAT_RANGES: dict[str, tuple[float, float, bool, bool]] = {
+    "gamma": (0.0, 1.0, False, True),
+    "learning_rate": (0.0, 1.0, True, False),
+    "tau": (0.0, 1.0, True, False),
+    "eps_start": (0.0, 1.0, False, False),
+    "eps_end": (0.0, 1.0, False, False),
+    "eps_fraction": (0.0, 1.0, True, False),
+    "aux_weight": (0.0, math.inf, False, True),
+}
+
+
+def _interval(lo: float, hi: float, lo_open: bool, hi_open: bool) -> str:
+    return f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+
+
+def _real(name: str, value: Any, what: str) -> float:
+    """``value`` as a float if it is a finite real number (not a bool, not a string), else a
+    `ConfigError` naming ``name``, the value and what to give."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    raise ConfigError(f"{name}={value!r} is not a finite real number; give {name} as {what}")
 
 
 @dataclass(frozen=True)
@@ -114,24 +155,32 @@ class RLIVArgs:
             raise ConfigError(f"mode={self.mode!r}; choose one of {MODES}")
         if self.mode == "myopic" and not self.aux:
             raise ConfigError("mode='myopic' ranks by the auxiliary heads; it needs aux=True")
-        if not 0.0 <= self.gamma < 1.0:
-            raise ConfigError(f"gamma={self.gamma} must be in [0, 1)")
+        for name, (lo, hi, lo_open, hi_open) in FLOAT_RANGES.items():
+            v = _real(
+                name, getattr(self, name), f"a number in {_interval(lo, hi, lo_open, hi_open)}"
+            )
+            if (v < lo or (lo_open and v == lo)) or (v > hi or (hi_open and v == hi)):
+                raise ConfigError(
+                    f"{name}={v} must be in {_interval(lo, hi, lo_open, hi_open)}; "
+                    f"give e.g. {name}={getattr(RLIVArgs, name)}"
+                )
+            object.__setattr__(self, name, v)
         for name in ("hidden", "batch_size", "buffer_size", "train_freq", "gradient_steps"):
             v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name}={v!r} must be a positive integer")
-        if not isinstance(self.learning_starts, int) or self.learning_starts < 0:
+        if (
+            not isinstance(self.learning_starts, int)
+            or isinstance(self.learning_starts, bool)
+            or self.learning_starts < 0
+        ):
             raise ConfigError(f"learning_starts={self.learning_starts!r} must be an integer >= 0")
-        for name in ("learning_rate", "tau", "eps_fraction"):
-            v = getattr(self, name)
-            if not 0.0 < v <= 1.0:
-                raise ConfigError(f"{name}={v} must be in (0, 1]")
-        for name in ("eps_start", "eps_end"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1]")
-        w = tuple(float(x) for x in self.weights)
-        if len(w) != 3 or not all(np.isfinite(w)) or min(w) < 0:
-            raise ConfigError(f"weights={self.weights!r}: give three finite non-negative numbers")
+        ws = self.weights
+        if isinstance(ws, (str, bytes)) or not hasattr(ws, "__len__") or len(ws) != 3:
+            raise ConfigError(f"weights={ws!r}: give three finite non-negative numbers")
+        w = tuple(_real(f"weights[{i}]", x, "a finite number >= 0") for i, x in enumerate(ws))
+        if min(w) < 0:
+            raise ConfigError(f"weights={ws!r}: give three finite non-negative numbers")
         object.__setattr__(self, "weights", w)
 
     @property
@@ -141,6 +190,33 @@ class RLIVArgs:
             return "myopic"
         base = "rliv" if self.mode == "rliv" else "request-rl"
         return base + ("" if self.mtcl else "-no-mtcl") + ("" if self.aux else "-no-aux")
+
+
+def _check_pair_info(info: dict[str, Any]) -> None:
+    """Refuse an env whose infos lack ``followed`` / ``gifted`` (`NOT_A_PAIR_ENV`)."""
+    missing = [k for k in ("followed", "gifted") if k not in info]
+    if missing:
+        raise ConfigError(NOT_A_PAIR_ENV.format(what=f"no {' or '.join(missing)} in its info"))
+
+
+def batch_infos(infos: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-user info dicts -> one batched info, as a recoworld vector env gives it: each key
+    that every user has, stacked (``(n, ...)`` arrays; object arrays for text such as
+    ``instruction``). SB3's own keys (``episode``, ``terminal_observation``,
+    ``TimeLimit.truncated``) are left out."""
+    skip = {"episode", "terminal_observation", "TimeLimit.truncated"}
+    out: dict[str, Any] = {}
+    for k in infos[0]:
+        if k in skip or not all(k in i for i in infos):
+            continue
+        vals = [i[k] for i in infos]
+        if all(isinstance(v, (np.ndarray, np.generic, bool, int, float)) for v in vals):
+            out[k] = np.stack([np.asarray(v) for v in vals])
+        else:
+            col = np.empty(len(vals), object)
+            col[:] = vals
+            out[k] = col
+    return out
 
 
 class RLIVNet(nn.Module):
@@ -179,7 +255,8 @@ class RLIVAgent:
         observation_space, action_space: one user's spaces (``Dict`` with ``candidates`` and
             ``user``; ``Discrete`` or ``MultiDiscrete`` indices).
         args: `RLIVArgs` (defaults when None).
-        seed: seeds torch and the agent's generator.
+        seed: seeds the initial weights (under `torch.random.fork_rng`, so torch's global
+            random state is left as it was) and the agent's numpy generator.
         device: torch device.
         env: an SB3 `VecEnv` to train on (optional: a loaded agent only acts).
     """
@@ -212,9 +289,12 @@ class RLIVAgent:
         )
         self.seed = seed
         self.device = torch.device(device)
-        torch.manual_seed(seed)
-        self.gen = np.random.default_rng(seed)
-        self.net = RLIVNet(self.in_dim, self.args.hidden).to(self.device)
+        self.gen = np.random.default_rng(seed)  # all of the agent's sampling (numpy)
+        # the initial weights come from ``seed`` without touching torch's global random stream:
+        # building an agent must not change what other code draws from torch afterwards
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = RLIVNet(self.in_dim, self.args.hidden).to(self.device)
         self.target = copy.deepcopy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.args.learning_rate)
         w = torch.tensor(self.args.weights, dtype=torch.float32, device=self.device)
@@ -228,7 +308,7 @@ class RLIVAgent:
         self.logger: Any = None
         self.losses: list[float] = []
         self.env: Any = None
-        self._last: tuple[dict[str, np.ndarray], np.ndarray] | None = None
+        self._last: tuple[dict[str, np.ndarray], list[dict[str, Any]]] | None = None
         self._scaled = False
         self.tracker: PairMeetingTracker | RequestTracker | None = None
         if env is not None:
@@ -253,14 +333,33 @@ class RLIVAgent:
         return cls(env.observation_space, env.action_space, args, seed=seed, device=device, env=env)
 
     def set_env(self, env: Any) -> None:
-        """Train on ``env`` (an SB3 `VecEnv` over a recoworld vector env)."""
+        """Train on ``env`` (an SB3 `VecEnv` over a recoworld vector env of UserAuthor-v0).
+
+        Raises:
+            ConfigError: the env has no catalog, or its candidates lack the user–author pair
+                columns (an env whose core cannot be inspected is checked at the first reset
+                and step instead: its infos must carry ``followed`` and ``gifted``).
+        """
         catalog = env.get_attr("catalog", [0])[0]
         if catalog is None:
             raise ConfigError("the env exposes no catalog; RLIV needs the items' authors")
+        self._check_pair_env(env)
         self.env = env
         self.creator = np.asarray(catalog.creator, np.int64)
         self.n_authors = int(self.creator.max()) + 1
         self._last, self.tracker = None, None  # a new env starts from its reset
+
+    @staticmethod
+    def _check_pair_env(env: Any) -> None:
+        """Refuse an env without UserAuthor-v0's user–author features (`NOT_A_PAIR_ENV`)."""
+        from recoworld.envs.user_author import PairObservationBuilder
+
+        try:
+            builder = getattr(env.get_attr("core", [0])[0], "obs_builder", None)
+        except AttributeError:  # not a recoworld core: `_rollout` checks the infos instead
+            return
+        if not isinstance(builder, PairObservationBuilder):
+            raise ConfigError(NOT_A_PAIR_ENV.format(what="candidates without pair columns"))
 
     def get_env(self) -> Any:
         return self.env
@@ -390,9 +489,9 @@ class RLIVAgent:
     def _rollout(self, n_steps: int, behaviour: Any, on_step: Any) -> None:
         """Step ``self.env`` for ``n_steps`` user-steps, building samples as it goes.
 
-        ``behaviour(obs, candidate_ids)`` gives the exploration rate of this agent's actor,
-        or a slate ``(n, L)`` of a logging policy; ``on_step(samples, infos)`` returns False
-        to stop.
+        ``behaviour(obs, infos)`` (``infos``: one dict per user, the info each user's current
+        observation came with) gives the exploration rate of this agent's actor, or a slate
+        ``(n, L)`` of a logging policy; ``on_step(samples, infos)`` returns False to stop.
         """
         env = self.env
         if env is None:
@@ -400,42 +499,43 @@ class RLIVAgent:
         n = env.num_envs
         if self._last is None or self.tracker is None:
             obs = env.reset()
-            cand = np.stack([i["candidate_ids"] for i in env.unwrapped.reset_infos])
+            now = list(env.unwrapped.reset_infos)
+            _check_pair_info(now[0])
             self.tracker = self._tracker(n)
         else:
-            obs, cand = self._last
+            obs, now = self._last
         tracker = self.tracker
         done_steps = 0
         while done_steps < n_steps:
             x = self.inputs(obs)
-            act = behaviour(obs, cand)
+            cand = np.stack([i["candidate_ids"] for i in now])
+            act = behaviour(obs, now)
             if isinstance(act, np.ndarray):  # a given slate (a logging policy)
                 slate = act.reshape(n, self.slate_size).astype(np.int64)
             else:
                 slate = self._slate(self.scores_of(x), float(act))
             obs, _, dones, infos = env.step(self._format(slate))
+            _check_pair_info(infos[0])
             shown = np.stack([np.atleast_1d(i["slate_ids"]) for i in infos])
             clicks = np.stack([np.atleast_1d(i["clicks"]) for i in infos]).astype(bool)
-            followed = np.array([bool(i.get("followed", False)) for i in infos])
-            gifted = np.array([bool(i.get("gifted", False)) for i in infos])
+            followed = np.array([bool(i["followed"]) for i in infos])
+            gifted = np.array([bool(i["gifted"]) for i in infos])
             signals = np.stack(
                 [clicks, clicks & followed[:, None], clicks & gifted[:, None]], -1
             ).astype(np.float32)
             samples = tracker.step(
                 x, self.creator[cand], slate, signals, shown >= 0, np.asarray(dones, bool)
             )
+            # a finished user's info is its last step's; the next observation is a new user's
             resets = env.unwrapped.reset_infos
-            cand = np.stack(
-                [resets[i]["candidate_ids"] if d else infos[i]["candidate_ids"]
-                 for i, d in enumerate(dones)]
-            )  # fmt: skip
+            now = [resets[i] if d else infos[i] for i, d in enumerate(dones)]
             done_steps += n
             for info in infos:
                 if "episode" in info:
                     self.ep_info_buffer.append(info["episode"])
             if on_step(samples, infos) is False:
                 break
-        self._last = (obs, cand)
+        self._last = (obs, now)
 
     def learn(
         self,
@@ -464,7 +564,7 @@ class RLIVAgent:
         decay = max(a.eps_fraction * total_timesteps, 1.0)
         calls = 0
 
-        def explore(obs: Any, cand: Any) -> float:
+        def explore(obs: Any, infos: Any) -> float:
             frac = min((self.num_timesteps - start_steps) / decay, 1.0)
             return a.eps_start + frac * (a.eps_end - a.eps_start)
 
@@ -499,31 +599,67 @@ class RLIVAgent:
 
     # --------------------------------------------------------------------- offline
     def record(self, n_steps: int, recommender: Any = None) -> Transitions:
-        """Samples from ``n_steps`` user-steps of ``self.env`` under ``recommender`` (any
-        `Recommender`; this agent's greedy policy when None): the request log turned into
-        this agent's samples (ASA for ``rliv``), to train on offline with `fit_offline`."""
+        """Samples from ``n_steps`` user-steps of ``self.env`` under a logging policy: the
+        request log turned into this agent's samples (ASA for ``rliv``) as it is served, to
+        save (`Transitions.save`, ``.npz``) and train on offline with `fit_offline`.
+
+        Args:
+            n_steps: user-steps to record (all users of the env together).
+            recommender: any `Recommender`; this agent's greedy policy when None. It gets each
+                request's observation and the env's real info of that request (batched over
+                users: ``user_id``, ``instruction``, ``candidate_ids`` ...), as a vector env
+                gives it, and is ``reset(mask)`` for the users whose episode ended.
+
+        Returns:
+            The samples (`Transitions`, rows of width ``in_dim``).
+        """
+        if not isinstance(n_steps, numbers.Integral) or isinstance(n_steps, bool) or n_steps < 1:
+            raise ConfigError(f"n_steps={n_steps!r} must be a positive integer")
         parts: list[Transitions] = []
 
-        def act(obs: dict[str, np.ndarray], cand: np.ndarray) -> Any:
+        def act(obs: dict[str, np.ndarray], infos: list[dict[str, Any]]) -> Any:
             if recommender is None:
                 return 0.0
-            n = cand.shape[0]
-            info = {"candidate_ids": cand, "slate_ids": np.full((n, self.slate_size), -1)}
-            return np.asarray(recommender.recommend(obs, info).action)
+            return np.asarray(recommender.recommend(obs, batch_infos(infos)).action)
 
-        self._rollout(n_steps, act, lambda samples, infos: parts.append(samples))
+        def keep(samples: Transitions, infos: list[dict[str, Any]]) -> None:
+            parts.append(samples)
+            ended = np.array(["terminal_observation" in i for i in infos])
+            if recommender is not None and ended.any() and hasattr(recommender, "reset"):
+                recommender.reset(ended)
+
+        self._rollout(int(n_steps), act, keep)
         return Transitions.concat(parts, self.in_dim)
 
     def fit_offline(self, data: Transitions | str | Path, n_updates: int) -> float:
-        """Train on recorded samples only (no env steps): ``n_updates`` minibatch updates.
+        """Train on recorded samples without stepping the env: ``n_updates`` minibatch updates.
+
+        "Offline from recorded trajectories" means here: samples that `record` built from any
+        logging recommender's run of UserAuthor-v0, with the per-candidate features (pair
+        columns included) as they were served, kept as `Transitions` or saved to / loaded from
+        an ``.npz`` (`Transitions.save`). The Parquet log of ``recoworld simulate`` is not an
+        input: its schema has no per-candidate features, so no state rows can be rebuilt.
+
+        The samples are *added* to the replay buffer (online samples already there stay; the
+        buffer grows to hold them all if needed), and updates draw from all of it. Head scales
+        (`_set_scale`) are set once: an agent that has trained already keeps its scales, so
+        its values stay in the same units; a fresh agent sets them from the buffer.
 
         Args:
             data: `Transitions` or the path of an ``.npz`` written by `Transitions.save`.
-            n_updates: gradient steps.
+            n_updates: gradient steps, at least 1.
 
         Returns:
-            The mean loss of the last 100 updates.
+            The mean loss of the last ``min(100, n_updates)`` updates.
         """
+        if (
+            not isinstance(n_updates, numbers.Integral)
+            or isinstance(n_updates, bool)
+            or n_updates < 1
+        ):
+            raise ConfigError(
+                f"n_updates={n_updates!r} must be a positive integer (gradient steps)"
+            )
         t = Transitions.load(str(data)) if isinstance(data, (str, Path)) else data
         if len(t) == 0:
             raise ConfigError("no samples to train on; record some steps first")
@@ -532,12 +668,12 @@ class RLIVAgent:
                 f"samples have {t.s.shape[1]} features but this agent takes {self.in_dim}; "
                 "record them with an env made with the same arguments"
             )
-        self.buffer = ReplayBuffer(max(self.args.buffer_size, len(t)), self.in_dim)
+        if self.buffer.size + len(t) > self.buffer.capacity:
+            self.buffer = self.buffer.grown(self.buffer.size + len(t))
         self.buffer.add(t)
-        self._scaled = False
-        for _ in range(n_updates):
+        for _ in range(int(n_updates)):
             self.gradient_step()
-        return float(np.mean(self.losses[-100:]))
+        return float(np.mean(self.losses[-min(100, int(n_updates)) :]))
 
     # ------------------------------------------------------------------- save/load
     def save(self, path: str | Path) -> None:

@@ -24,6 +24,11 @@ item is shown there. Why this one:
 - a pair not observed again before the episode ends gets ``done = 1``: the horizon is the
   pair's lifetime in UserAuthor-v0, so its value beyond it is 0.
 
+The "stream of requests" is a live run of UserAuthor-v0 (`RLIVAgent.learn` and
+`RLIVAgent.record`): each request's candidate rows as served, the slate shown and the user's
+click / follow / gift. Recorded samples travel as ``.npz`` (`Transitions.save`); the Parquet log
+of ``recoworld simulate`` lacks the per-candidate features, so it is not a source.
+
 `RequestTracker` builds the baseline's samples instead: the ordinary MDP over every request,
 where the next state of a shown item is the first shown item of the user's next request.
 """
@@ -233,6 +238,18 @@ class ReplayBuffer:
         self.s[idx], self.r[idx], self.s2[idx], self.done[idx] = t.s, t.r, t.s2, t.done
         self.pos = int((self.pos + m) % self.capacity)
         self.size = min(self.size + m, self.capacity)
+
+    def contents(self) -> Transitions:
+        """The stored samples, oldest first."""
+        start = self.pos if self.size == self.capacity else 0
+        idx = (start + np.arange(self.size)) % self.capacity
+        return Transitions(self.s[idx], self.r[idx], self.s2[idx], self.done[idx])
+
+    def grown(self, capacity: int) -> ReplayBuffer:
+        """A buffer of ``capacity`` (at least this one's) holding this one's samples."""
+        out = ReplayBuffer(max(capacity, self.capacity), self.s.shape[1])
+        out.add(self.contents())
+        return out
 
     def sample(self, batch: int, gen: np.random.Generator) -> Transitions:
         idx = gen.integers(0, self.size, batch)

@@ -14,6 +14,7 @@ update -> reward -> candidates -> observation.
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -38,14 +39,46 @@ SINCE_SQUASH = 20.0  # requests since the pair last met, d / (d + 20); 1.0 if ne
 DEFAULT_REQUESTS = 200
 
 
+def whole_number(name: str, value: Any, minimum: int, why: str, default: int) -> int:
+    """``value`` as an ``int`` if it is a whole number (a Python or numpy integer, or a float
+    such as ``50.0``) of at least ``minimum``; otherwise a `ConfigError` naming it.
+
+    Args:
+        name: the argument's name, for the message.
+        value: what was given.
+        minimum: the smallest accepted value.
+        why: what a smaller value breaks, e.g. ``"too short for any pair to meet twice"``.
+        default: the default, named in the message's fix.
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        n = int(value)
+    elif (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, bool)
+        and float(value).is_integer()
+    ):
+        n = int(float(value))
+    else:
+        raise ConfigError(
+            f"{name}={value!r} is not a whole number; give an integer {name} >= {minimum} "
+            f"(default {default})"
+        )
+    if n < minimum:
+        raise ConfigError(
+            f"{name}={value!r} is {why}; give {name} >= {minimum} (default {default})"
+        )
+    return n
+
+
 @dataclass(frozen=True)
 class UserAuthorSettings:
     """Arguments of UserAuthor-v0 beyond `EnvConfig`'s.
 
     Attributes:
         funnel: the `AuthorFunnel` (or a dict of its fields).
-        n_requests: requests per episode (200); the episode is truncated after them. At least
-            2, so that a pair can meet twice.
+        n_requests: requests per episode (200); the episode is truncated after them. A whole
+            number (``50``, ``np.int64(50)`` or ``50.0``) of at least 2, so that a pair can meet
+            twice; `EnvConfig`'s ``max_episode_steps``, when set, must be at least 2 too.
         reward_click, reward_follow, reward_gift: reward per click, follow and gift (1, 5, 20:
             at the neutral rates 10% / 1% / 0.1% a follow is worth half the clicks of a
             request and a gift a fifth, so no signal swamps the others).
@@ -64,30 +97,46 @@ class UserAuthorSettings:
             raise ConfigError(
                 f"funnel={self.funnel!r} must be an AuthorFunnel or a dict of its fields"
             )
-        if not isinstance(self.n_requests, int) or self.n_requests < 2:
-            raise ConfigError(
-                f"n_requests={self.n_requests!r} is too short for any user–author pair to meet "
-                "twice; give n_requests >= 2 (default 200)"
-            )
+        n = whole_number(
+            "n_requests", self.n_requests, 2, "too short for any user–author pair to meet twice",
+            DEFAULT_REQUESTS,
+        )  # fmt: skip
+        object.__setattr__(self, "n_requests", n)
         for name in ("reward_click", "reward_follow", "reward_gift"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not np.isfinite(v):
                 raise ConfigError(f"{name}={v!r} must be a finite number")
 
+    def horizon(self, max_episode_steps: Any) -> int:
+        """Requests per episode given `EnvConfig`'s ``max_episode_steps`` cap (None: no cap);
+        a `ConfigError` when fewer than 2, so that no pair could meet twice."""
+        if max_episode_steps is None or not isinstance(max_episode_steps, numbers.Real):
+            return self.n_requests  # a non-number cap is EnvConfig's to reject
+        if max_episode_steps < 2:
+            raise ConfigError(
+                f"max_episode_steps={max_episode_steps!r} caps the episode below "
+                f"n_requests={self.n_requests}: min(n_requests, max_episode_steps) = "
+                f"{min(self.n_requests, max_episode_steps)} request(s) is too short for any "
+                "user–author pair to meet twice; give max_episode_steps >= 2 (or None) and "
+                "n_requests >= 2"
+            )
+        return min(self.n_requests, int(float(max_episode_steps)))
+
     @classmethod
     def split(cls, kwargs: dict[str, Any]) -> tuple[UserAuthorSettings, dict[str, Any]]:
-        """Separate this class's keyword arguments from `EnvConfig`'s."""
+        """Separate this class's keyword arguments from `EnvConfig`'s, checking the horizon
+        (``min(n_requests, max_episode_steps)``) and the author count."""
         names = {f.name for f in fields(cls)}
         mine = {k: v for k, v in kwargs.items() if k in names}
         rest = {k: v for k, v in kwargs.items() if k not in names}
         if rest.get("catalog") is None and "n_creators" in rest:
-            a = rest["n_creators"]
-            if not isinstance(a, int) or a < 1:
-                raise ConfigError(
-                    f"n_creators={a!r}: UserAuthor-v0 needs at least one author; give "
-                    "n_creators >= 1 (default 200)"
-                )
-        return cls(**mine), rest
+            rest["n_creators"] = whole_number(
+                "n_creators", rest["n_creators"], 1,
+                "fewer than one author (UserAuthor-v0 needs at least one)", 200,
+            )  # fmt: skip
+        settings = cls(**mine)
+        settings.horizon(rest.get("max_episode_steps"))
+        return settings, rest
 
     def reward(self, clicks: np.ndarray, follows: np.ndarray, gifts: np.ndarray) -> np.ndarray:
         """``(n,)`` float32 rewards from ``(n, L)`` per-slot signals."""
@@ -318,7 +367,8 @@ class UserAuthorEnv(RecoEnv):
 
     ## Episode End
     Truncated after ``n_requests`` requests (default 200); never terminated (the user does not
-    leave). ``max_episode_steps`` still caps the episode.
+    leave). ``max_episode_steps`` still caps the episode; ``min(n_requests,
+    max_episode_steps)`` must be at least 2 (a pair must be able to meet twice).
 
     ## Arguments
     `EnvConfig` fields, plus `UserAuthorSettings`: ``funnel`` (an `AuthorFunnel` or a dict of
