@@ -111,9 +111,7 @@ class HRLConfig:
                 )
         for bool_name in ("hierarchy", "normalize_reward"):
             if not isinstance(getattr(self, bool_name), (bool, np.bool_)):
-                raise ConfigError(
-                    f"{bool_name}={getattr(self, bool_name)!r} must be True or False"
-                )
+                raise ConfigError(f"{bool_name}={getattr(self, bool_name)!r} must be True or False")
         for name in reals:
             v = getattr(self, name)
             if not np.isfinite(v) or v < 0:
