@@ -14,7 +14,8 @@ block, and the "user_turn" reply schema. Printed:
   event loop, so 1000 / that is its ceiling on one free core);
 - a rerun with a warm on-disk cache: the HTTP requests it sent (the server's own count) and its
   user-turns/s;
-- when `recoworld/LLMUsers-v0` can be made, user-steps/s of its vector env with 64 LLM users.
+- when `recoworld/LLMUsers-v0` can be made, user-steps/s of its vector env with 64 LLM users;
+- slates/s of `LLMRecommender` for 64 users (each slate: one tool round, then the answer).
 
     python benchmarks/llm_throughput.py                  # about 30 s
     python benchmarks/llm_throughput.py --server thread  # server in this process (shares the GIL)
@@ -237,6 +238,41 @@ def env_rate(url: str, users: int, steps: int) -> str:
     return f"{users * steps / elapsed:,.0f} user-steps/s ({users} users, {steps} steps)"
 
 
+def recommender_rate(url: str, users: int, steps: int) -> str:
+    """Slates/s of `LLMRecommender` (one tool round, then the answer) for ``users`` parametric
+    Retention-v0 users (K=50, slate 5), or why it could not be timed."""
+    try:
+        import gymnasium as gym
+
+        from recoworld.agents.llm import LLMRecommender
+
+        envs = gym.make_vec(
+            "recoworld:recoworld/Retention-v0",
+            num_envs=users,
+            vectorization_mode="vector_entry_point",
+        )
+        rec = LLMRecommender(
+            envs.single_action_space, envs.unwrapped.catalog, base_url=url, model="fake-persona"
+        )
+        obs, info = envs.reset(seed=0)
+        out = rec.recommend(obs, info)  # warm up
+        obs, _, _, _, info = envs.step(out.action)
+        start, served = time.perf_counter(), 0
+        for _ in range(steps):
+            out = rec.recommend(obs, info)
+            served += users
+            obs, _, _, _, info = envs.step(out.action)
+        elapsed = time.perf_counter() - start
+        envs.close()
+    except Exception as exc:  # the recommender is another part; report rather than fail
+        return f"not timed ({type(exc).__name__}: {str(exc)[:120]})"
+    return (
+        f"{served / elapsed:,.0f} user-slates/s ({users} users, {steps} steps, "
+        f"{rec.counters['tool_calls'] / max(rec.counters['users_served'], 1):.1f} tool calls "
+        f"per slate; ideal with one tool round {users / (2 * 0.1):,.0f} at 100 ms)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--latency-ms", type=float, default=100.0)
@@ -286,6 +322,7 @@ def main() -> None:
             )
         if args.env_steps:
             print(f"  recoworld/LLMUsers-v0 vector env: {env_rate(url, conc, args.env_steps)}")
+            print(f"  LLMRecommender: {recommender_rate(url, conc, args.env_steps)}")
     finally:
         stop()
 
