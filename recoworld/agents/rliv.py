@@ -21,14 +21,23 @@ The design:
   the slate is the top ``slate_size``. While training, each candidate is promoted into the slate
   at random with probability ``eps * L / K`` (eps decays linearly).
 
-**Offline training, from recorded trajectories**, means here: `record` runs any logging
-`Recommender` (a random policy, a heuristic, another agent) on UserAuthor-v0 and turns the
-requests into this agent's samples from the per-candidate features *as they were served*
-(item, pair and user columns of every candidate, what was shown, the click / follow / gift);
-they are kept as `Transitions` or saved to and loaded from ``.npz`` (`Transitions.save`), and
-`fit_offline` trains on them without stepping the env. The Parquet session log written by
-``recoworld simulate`` is not an input: its schema has no per-candidate features, so the state
-rows cannot be rebuilt from it.
+**Offline training, from recorded trajectories**, takes either of two inputs, which give the
+same samples for the same run (tests/test_rliv_logs.py):
+
+- `record` runs any logging `Recommender` (a random policy, a heuristic, another agent) on
+  UserAuthor-v0 and turns the requests into this agent's samples from the per-candidate
+  features *as they were served* (item, pair and user columns of every candidate, what was
+  shown, the click / follow / gift); they are kept as `Transitions` or saved to and loaded from
+  ``.npz`` (`Transitions.save`);
+- an ordinary request log in the project's log schema (`recoworld.replay.schema`, Parquet, one
+  row per request, with the optional per-slot ``followed`` / ``gifted`` columns), written by
+  `recoworld.agents.rliv_logs.write_request_log`: `recoworld.agents.rliv_logs.samples_from_log`
+  rebuilds the observations by replaying each logged user through the env's own state updates
+  (an observation holds only observable information, so it is a function of the logged
+  history) and builds the samples as `record` does. A log without ``followed`` / ``gifted``
+  (e.g. ``recoworld simulate``'s, of other envs) is refused: the sparse signals are not in it.
+
+`fit_offline` trains on either without stepping the env.
 
 Baselines are variants of the same module (`RLIVArgs`): ``mode="myopic"`` (the auxiliary heads
 alone: a supervised predictor of the immediate click, follow and gift, ranking by their
@@ -63,6 +72,8 @@ from recoworld.agents.rliv_data import (
     ReplayBuffer,
     RequestTracker,
     Transitions,
+    make_tracker,
+    state_rows,
 )
 from recoworld.errors import ConfigError, require
 from recoworld.types import Recommendation
@@ -373,13 +384,9 @@ class RLIVAgent:
 
     # ---------------------------------------------------------------------- acting
     def inputs(self, obs: dict[str, np.ndarray]) -> np.ndarray:
-        """``(n, K, F)`` float32 state rows: each candidate row with the user's features."""
-        cand = np.asarray(obs["candidates"], np.float32)
-        user = np.asarray(obs["user"], np.float32)
-        if cand.ndim == 2:  # one user
-            cand, user = cand[None], user[None]
-        n, k, _ = cand.shape
-        return np.concatenate([cand, np.broadcast_to(user[:, None, :], (n, k, user.shape[1]))], 2)
+        """``(n, K, F)`` float32 state rows: each candidate row with the user's features
+        (`state_rows`)."""
+        return state_rows(obs)
 
     def _score_tensor(self, q: torch.Tensor, aux: torch.Tensor) -> torch.Tensor:
         a, w = self.args, self._w
@@ -481,9 +488,7 @@ class RLIVAgent:
         return value
 
     def _tracker(self, n: int) -> PairMeetingTracker | RequestTracker:
-        if self.args.mode == "request":
-            return RequestTracker(n, self.slate_size, self.in_dim)
-        return PairMeetingTracker(n, self.n_authors, self.in_dim)
+        return make_tracker(self.args.mode, n, self.n_authors, self.slate_size, self.in_dim)
 
     # -------------------------------------------------------------------- the loop
     def _rollout(self, n_steps: int, behaviour: Any, on_step: Any) -> None:
@@ -637,8 +642,9 @@ class RLIVAgent:
         "Offline from recorded trajectories" means here: samples that `record` built from any
         logging recommender's run of UserAuthor-v0, with the per-candidate features (pair
         columns included) as they were served, kept as `Transitions` or saved to / loaded from
-        an ``.npz`` (`Transitions.save`). The Parquet log of ``recoworld simulate`` is not an
-        input: its schema has no per-candidate features, so no state rows can be rebuilt.
+        an ``.npz`` (`Transitions.save`); or the same samples rebuilt from a Parquet request log
+        in the log schema by `recoworld.agents.rliv_logs.samples_from_log` (the log needs the
+        optional ``followed`` / ``gifted`` columns, which `write_request_log` writes).
 
         The samples are *added* to the replay buffer (online samples already there stay; the
         buffer grows to hold them all if needed), and updates draw from all of it. Head scales

@@ -24,10 +24,15 @@ item is shown there. Why this one:
 - a pair not observed again before the episode ends gets ``done = 1``: the horizon is the
   pair's lifetime in UserAuthor-v0, so its value beyond it is 0.
 
-The "stream of requests" is a live run of UserAuthor-v0 (`RLIVAgent.learn` and
-`RLIVAgent.record`): each request's candidate rows as served, the slate shown and the user's
-click / follow / gift. Recorded samples travel as ``.npz`` (`Transitions.save`); the Parquet log
-of ``recoworld simulate`` lacks the per-candidate features, so it is not a source.
+The "stream of requests" is either a live run of UserAuthor-v0 (`RLIVAgent.learn` and
+`RLIVAgent.record`: each request's candidate rows as served, the slate shown and the user's
+click / follow / gift) or an ordinary request log in the log schema (`recoworld.replay.schema`,
+Parquet, with the optional per-slot ``followed`` / ``gifted`` columns), whose candidate rows
+`recoworld.agents.rliv_logs.samples_from_log` rebuilds by replaying each logged user through
+the env's own state updates; both feed the same trackers (`make_tracker`, `state_rows`), so the
+same run gives the same samples either way. Recorded samples travel as ``.npz``
+(`Transitions.save`); a log without ``followed`` / ``gifted`` (``recoworld simulate``'s) is not
+a source.
 
 `RequestTracker` builds the baseline's samples instead: the ordinary MDP over every request,
 where the next state of a shown item is the first shown item of the user's next request.
@@ -82,6 +87,28 @@ class Transitions:
     def load(path: str) -> Transitions:
         with np.load(path) as z:
             return Transitions(z["s"], z["r"], z["s2"], z["done"])
+
+
+def state_rows(obs: dict[str, np.ndarray]) -> np.ndarray:
+    """``(n, K, F)`` float32 state rows: each candidate row with the user's features appended
+    (one user's ``(K, ...)`` observation gives ``n = 1``). What `RLIVAgent` scores and what
+    every sample's ``s`` and ``s2`` hold."""
+    cand = np.asarray(obs["candidates"], np.float32)
+    user = np.asarray(obs["user"], np.float32)
+    if cand.ndim == 2:  # one user
+        cand, user = cand[None], user[None]
+    n, k, _ = cand.shape
+    return np.concatenate([cand, np.broadcast_to(user[:, None, :], (n, k, user.shape[1]))], 2)
+
+
+def make_tracker(
+    mode: str, n: int, n_authors: int, slate_size: int, dim: int
+) -> PairMeetingTracker | RequestTracker:
+    """The sample builder of `RLIVArgs.mode`: `RequestTracker` for ``"request"``, else
+    `PairMeetingTracker` (``"rliv"`` and ``"myopic"``)."""
+    if mode == "request":
+        return RequestTracker(n, slate_size, dim)
+    return PairMeetingTracker(n, n_authors, dim)
 
 
 def first_occurrence(authors: np.ndarray) -> np.ndarray:

@@ -260,7 +260,6 @@ class UserAuthorCore(EnvCore):
         assert self.state is not None
         state = self.state.take(blk)  # views: updates write through
         n = state.n
-        request = self.ep_steps[blk] - 1  # index of this request in the episode
         valid = slate >= 0
         ids = np.where(valid, slate, 0)
         authors = self.creator[ids]
@@ -293,8 +292,7 @@ class UserAuthorCore(EnvCore):
             slate, fb, np.zeros(n, np.int64), np.zeros(n, bool), state.session.copy(),
             state.day.copy(),
         )  # fmt: skip
-        world.users.transition(state, slate, fb, cat)
-        self._update_pairs(blk, authors, valid, resp.clicks, resp.follows, resp.gifts, request)
+        self.apply_response(blk, state, slate, fb)
         info = world.record(state, res)
         info["reward"] = self.settings.reward(resp.clicks, resp.follows, resp.gifts)
         info["followed"] = np.asarray(resp.follows.any(1))
@@ -307,6 +305,27 @@ class UserAuthorCore(EnvCore):
         info["dt_days"] = np.zeros(n, np.int64)
         info["candidate_ids"] = self.candidates[blk].copy()
         return {**info, "terminated": terminated, "truncated": truncated}
+
+    def apply_response(self, blk: slice, state: UserState, slate: np.ndarray, fb: Feedback) -> None:
+        """The state update of one request after the user's response, in place: the user
+        model's transition, then the pair arrays (`_update_pairs`). `_step_block` calls it with
+        the funnel's response; `recoworld.agents.rliv_logs` with a response rebuilt from a log.
+
+        Args:
+            blk: the slots stepped (a slice, so that the pair arrays update in place).
+            state: ``self.state.take(blk)`` (views).
+            slate: ``(n, L)`` item ids shown, -1 for a repeat.
+            fb: the response; ``fb.extras`` holds ``(n, L)`` bool ``follows`` and ``gifts``.
+                ``self.ep_steps[blk]`` already counts this request.
+        """
+        valid = slate >= 0
+        authors = self.creator[np.where(valid, slate, 0)]
+        request = self.ep_steps[blk] - 1  # index of this request in the episode
+        self.world.users.transition(state, slate, fb, self.world.catalog)
+        extras = fb.extras
+        self._update_pairs(
+            blk, authors, valid, fb.clicks, extras["follows"], extras["gifts"], request
+        )
 
     def _update_pairs(
         self,

@@ -86,6 +86,18 @@ OPTIONAL_COLUMNS: tuple[Column, ...] = (
     ),
     Column("rec_fallback", "bool", "the slate is a fallback ranking: the LLM call failed"),
     Column("rec_repaired", "bool", "invalid picks of the LLM were replaced (ids not candidates)"),
+    Column(
+        "followed",
+        "list<bool>",
+        "(L,) True where the click on the slot made the user follow the item's author "
+        "(UserAuthor-v0 logs, `recoworld.agents.rliv_logs`)",
+    ),
+    Column(
+        "gifted",
+        "list<bool>",
+        "(L,) True where the click on the slot brought a gift to the item's author "
+        "(UserAuthor-v0 logs)",
+    ),
 )
 """Columns a log may add after `COLUMNS` (written by `simulate` for recommenders that explain
 themselves, e.g. the LLM recommender's ``extras``); readers accept logs with or without them."""
@@ -101,6 +113,14 @@ _NUMPY = {
     "float32": np.float32,
 }
 PART_GLOB = "part-*.parquet"
+
+
+def _default(column: Column, n: int, batch: Mapping[str, Any]) -> np.ndarray:
+    """The fill of an optional column a later batch leaves out: "" / False per row, or per
+    slot (as wide as the batch's ``clicks``) for a list column."""
+    if _LIST.fullmatch(column.type):
+        return np.zeros(np.shape(batch["clicks"]), _NUMPY[_element(column.type)])
+    return np.full(n, _DEFAULTS[column.type])
 
 
 def schema_table() -> str:
@@ -233,7 +253,11 @@ class TrajectoryWriter:
         n = int(np.shape(batch["user_id"])[0])
         if n:
             cols = COLUMNS + tuple(_OPTIONAL[name] for name in self.optional)
-            filled = {name: np.full(n, _DEFAULTS[_OPTIONAL[name].type]) for name in self.optional}
+            filled = {
+                name: _default(_OPTIONAL[name], n, batch)
+                for name in self.optional
+                if name not in batch
+            }
             batch = {**filled, **batch}
             self._batches.append((n, {c.name: _as_numpy(batch[c.name], c, n) for c in cols}))
 
