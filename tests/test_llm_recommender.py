@@ -236,6 +236,7 @@ def test_user_history_follows_users() -> None:
         "clicked": [{"id": 4, "topic": "travel"}],
         "clicked_topics": {"jazz": 1, "travel": 1},
         "shown_count": 4,
+        "last_shown_topics": ["travel"],  # item 4, the latest shown (k=1)
         "skipped_topics": {"cooking": 1},
     }
     h.select(np.array([0]))
@@ -632,3 +633,25 @@ def test_dual_loop_end_to_end(server: FakeLLMServer) -> None:
     assert quoted >= 1  # the users did speak up, and the rationale quoted them
     assert rec.counters["tool_calls"] >= rec.counters["users_served"] == 2 * steps
     env.close()
+
+
+def test_the_agentic_loop_keeps_fake_personas_engaged_longer_than_random(
+    server: FakeLLMServer,
+) -> None:
+    """The rule-based stand-ins make the dual loop meaningful: a recommender that reads the
+    user's history (liked topics, not the ones just shown) beats random slates on the same
+    LLM users (common random numbers) in session length and reward."""
+    run = simulate(
+        "llm",
+        ("random", "llm"),
+        n_users=8,
+        days=1,
+        llm_base_url=server.base_url,
+        llm_model=MODEL,
+        write_trajectories=False,
+        **ENV,
+    )
+    rand, agent = run.summary["random"], run.summary["llm"]
+    assert agent["mean_session_length"] > 1.5 * rand["mean_session_length"]
+    assert agent["reward_per_user"] > 1.5 * rand["reward_per_user"]
+    assert agent["llm_fallbacks"] == 0 and agent["rec_llm_fallbacks"] == 0

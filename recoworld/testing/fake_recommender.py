@@ -6,9 +6,11 @@ It plays an agentic recommender, deterministically (no clock, no global random s
    ``popular_in_topic`` for a topical instruction (plus ``user_history`` for "less of" and
    "something new"), ``similar_items`` for "more like this item", ``user_history`` otherwise.
 2. Then it answers ``{"slate": [...], "rationale": "..."}``: the candidates that serve the
-   instruction (the tool's ranking first), or, without an instruction, candidates from the
-   topics the user clicked most, at most half the slate from one topic (except for "more of
-   a topic" and "more like an item"); the rationale quotes the instruction.
+   instruction (the tool's ranking first; for "something new", topics the user has not been
+   shown), or, without an instruction, candidates from the topics the user clicked most,
+   those shown in the last slate last (users tire of repeats), at most half the slate from one
+   topic (except for "more of a topic" and "more like an item"); the rationale quotes the
+   instruction.
 
 It reads only the last data block of the last user message that has one (the request data of
 `recoworld.agents.llm.prompts`) and the tool messages; text outside the data block, and any
@@ -88,6 +90,8 @@ def answer(data: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
     kind, topic, text = instr.get("kind") or "none", instr.get("topic"), instr.get("text") or ""
     history = results.get("user_history") if isinstance(results.get("user_history"), dict) else {}
     liked = history.get("clicked_topics") or {}
+    last = set(history.get("last_shown_topics") or ())  # the user tires of repeats
+    seen = set(liked) | set(history.get("skipped_topics") or {})
     ranked = _ids(results.get("popular_in_topic")) or _ids(results.get("similar_items"))
     tool_rank = {i: r for r, i in enumerate(ranked)}
     big = len(cands) + len(ranked)
@@ -100,11 +104,11 @@ def answer(data: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
             return (t != topic, tool_rank.get(i, big), pos)
         if kind == "less_of_topic":
             return (t == topic, -clicks, pos)
-        if kind == "something_new":
-            return (t == topic, clicks > 0, pos)
+        if kind == "something_new":  # topics this user has not been shown yet first
+            return (t == topic, t in seen, t in last, pos)
         if kind == "more_like_item":
             return (i == instr.get("item_id"), tool_rank.get(i, big), pos)
-        return (-clicks, pos)
+        return (t in last, -clicks, pos)  # liked topics, not the ones just shown
 
     order = sorted(range(len(cands)), key=key)
     if kind not in ("more_of_topic", "more_like_item"):  # variety: no topic fills the slate

@@ -355,8 +355,9 @@ class UserHistory:
 
         Returns:
             ``{"clicked": [k latest clicked items (ids, topics)], "clicked_topics": {topic: n},
-            "shown_count": items shown so far (up to the buffer), "skipped_topics": {topic:
-            shown but never clicked}}`` over the remembered items.
+            "shown_count": items shown so far (up to the buffer), "last_shown_topics": [topics
+            of the k items shown last], "skipped_topics": {topic: shown but never clicked}}``
+            over the remembered items.
         """
         k = _check_k(k)
         cat = tools.catalog
@@ -371,6 +372,7 @@ class UserHistory:
             "clicked": [tools.ref(int(i)) for i in clicked[:k]],
             "clicked_topics": {str(names[t]): int(ct[t]) for t in order if ct[t] > 0},
             "shown_count": int(shown.size),
+            "last_shown_topics": sorted({str(names[x]) for x in cat.topic[shown[:k]]}),
             "skipped_topics": {
                 str(names[t]): int(st[t]) for t in skipped if st[t] > 0 and ct[t] == 0
             },
