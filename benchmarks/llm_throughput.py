@@ -281,6 +281,12 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure; best counts")
     parser.add_argument("--server", choices=["process", "thread"], default="process")
     parser.add_argument("--env-steps", type=int, default=5, help="0 skips the LLMUsers-v0 line")
+    parser.add_argument(
+        "--http-backend",
+        choices=["auto", "aiohttp", "httpx"],
+        default="httpx",
+        help="the openai client's transport (LLMConfig.http_backend)",
+    )
     args = parser.parse_args()
 
     conc, latency = args.concurrency, args.latency_ms / 1000
@@ -289,9 +295,12 @@ def main() -> None:
     try:
         print(
             f"fake server in a {args.server}, {args.latency_ms:g} ms latency, {conc} requests in "
-            f"flight, {os.cpu_count()} CPUs; ideal {ideal:,.0f} user-turns/s"
+            f"flight, {os.cpu_count()} CPUs, http_backend={args.http_backend}; ideal "
+            f"{ideal:,.0f} user-turns/s"
         )
-        config = LLMConfig(url, "fake-persona", concurrency=conc, timeout_s=30)
+        config = LLMConfig(
+            url, "fake-persona", concurrency=conc, timeout_s=30, http_backend=args.http_backend
+        )
         turns = [user_turn(u, s) for s in range(args.rounds) for u in range(conc)]
         with LLMClient(config) as client:
             client.check()
@@ -309,7 +318,13 @@ def main() -> None:
                     f"{', '.join(f'{r[0]:,.0f}' for r in runs)})"
                 )
         with tempfile.TemporaryDirectory() as cache:
-            cached = LLMConfig(url, "fake-persona", concurrency=conc, cache_dir=cache)
+            cached = LLMConfig(
+                url,
+                "fake-persona",
+                concurrency=conc,
+                cache_dir=cache,
+                http_backend=args.http_backend,
+            )
             with LLMClient(cached) as cold:
                 rate(cold, [turns])
             before = served()

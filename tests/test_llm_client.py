@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import socket
 import time
 
@@ -139,7 +140,9 @@ def test_endpoint_down_is_a_clear_error_before_the_run():
             client.check()
         assert url in str(exc.value) and "start a server" in str(exc.value)
         result = client.chat(request())  # mid-run trouble never raises
-    assert not result.ok and "APIConnectionError" in result.error
+    # httpx reports a refused connection as a connection error, the aiohttp transport as a
+    # timeout: either way a failed result that says what happened
+    assert not result.ok and re.search("APIConnectionError|APITimeoutError", result.error)
 
 
 def test_check_lists_models(make_client):
@@ -199,9 +202,10 @@ def test_parse_errors_trigger_the_repair(make_client):
     assert result.ok and result.repaired and result.value == 10 and len(calls) == 2
 
 
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
 @pytest.mark.parametrize("kind", ["429", "500", "timeout"])
-def test_transport_faults_once_are_retried_by_the_client(server, make_client, kind):
-    client = make_client(timeout_s=0.3, max_retries=1)
+def test_transport_faults_once_are_retried_by_the_client(server, make_client, kind, backend):
+    client = make_client(timeout_s=0.3, max_retries=1, http_backend=backend)
     server.set_faults(kind=kind, next_n=1, hang_s=5)
     result = client.chat(request(2))
     assert result.ok and not result.repaired and result.value["n"] == 4
@@ -372,3 +376,16 @@ def test_token_usage_adds_up():
     b = TokenUsage(requests=2, completion_tokens=4)
     assert a + b == TokenUsage(requests=3, prompt_tokens=10, completion_tokens=4, cost=0.5)
     assert (b + b).cost is None and (a + b).as_dict()["requests"] == 3
+
+
+@pytest.mark.parametrize("backend", ["httpx", "aiohttp"])
+def test_both_http_backends_answer_streamed_and_not(server, make_client, backend):
+    for stream in (False, True):
+        client = make_client(http_backend=backend, stream=stream)
+        results = client.chat_many([request(n) for n in range(5)])
+        assert [r.value["n"] for r in results] == [0, 2, 4, 6, 8]
+
+
+def test_an_unknown_http_backend_names_the_choices():
+    with pytest.raises(ConfigError, match=r"http_backend='curl' is unknown; use one of"):
+        LLMConfig("http://127.0.0.1:1/v1", "m", http_backend="curl")

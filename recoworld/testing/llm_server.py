@@ -22,11 +22,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib
 import json
 import logging
 import re
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -205,6 +207,32 @@ class _HTTPServer(ThreadingHTTPServer):
     request_queue_size = 256  # 64+ clients connect at once; the default backlog of 5 drops SYNs
     owner: FakeLLMServer
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def drop_connections(self) -> None:
+        """Close every open keep-alive connection, as a server that goes down does (else a
+        client's pooled connections would keep being served after `close`)."""
+        with self.connections_lock:
+            conns, self.open_connections = list(self.open_connections), set()
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                conn.close()
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive: one connection serves many requests
@@ -333,6 +361,7 @@ class FakeLLMServer:
         self._closing.set()
         self._http.shutdown()
         self._http.server_close()
+        self._http.drop_connections()
         self._thread.join(timeout=5)
 
     def set_faults(self, faults: Faults | None = None, **fields: Any) -> None:
