@@ -39,10 +39,10 @@ class LLMConfig:
         stream: request streamed (SSE) replies and assemble them.
         max_tokens: cap on completion tokens per request (None: the endpoint's default).
         http_backend: the openai client's HTTP transport: ``"httpx"`` (the SDK's default),
-            ``"aiohttp"`` (the SDK's `DefaultAioHttpClient`: 20-30% less client CPU per request
-            in `benchmarks/llm_throughput.py`, the same turns per second there; installed with
-            the ``llm`` extra; it does not read proxy settings from the environment as httpx
-            does), or ``"auto"`` (aiohttp when installed).
+            ``"aiohttp"`` (the SDK's `DefaultAioHttpClient`: less client CPU per request, the
+            same turns per second within noise; compare with `benchmarks/llm_throughput.py
+            --http-backend`; installed with the ``llm`` extra; it does not read proxy settings
+            from the environment as httpx does), or ``"auto"`` (aiohttp when installed).
     """
 
     base_url: str | None = None
